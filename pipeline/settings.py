@@ -1,0 +1,219 @@
+"""The one place for every endpoint, port and resource name of the pipeline.
+
+Everything is read from the environment and `.env` (pydantic-settings). `PIPELINE_TARGET=local` (default) points
+at the native/docker stack on 127.0.0.1; `PIPELINE_TARGET=aws` drops every local endpoint so boto3 and the Kafka
+clients resolve real AWS endpoints from the region and the usual AWS environment.
+
+Names derived from the user id (topics, bucket, streams, Delta tables, DAG id) are properties here and nowhere
+else, so a reader finds the whole naming contract (SPEC.md) in one file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TABLES = ("pin", "geo", "user")
+SOURCE_TABLES = {"pin": "pinterest_data", "geo": "geolocation_data", "user": "user_data"}
+USER_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
+LOCAL_HOST = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Typed pipeline configuration. Field names are the environment variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_file=os.environ.get("PIPELINE_ENV_FILE", str(REPO_ROOT / ".env")),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    pipeline_target: Literal["local", "aws"] = "local"
+    pipeline_user_id: str = "0a1b2c3d4e5f"
+    state_dir: Path = REPO_ROOT / ".state"
+    bind_host: str = LOCAL_HOST
+
+    # MySQL source (MariaDB natively, RDS on AWS)
+    mysql_host: str = LOCAL_HOST
+    mysql_port: int = Field(3306, ge=1, le=65535)
+    mysql_user: str = "pinterest"
+    mysql_password: str = "pinterest"
+    mysql_database: str = "pinterest_data"
+    mysql_connect_timeout: int = Field(5, ge=1, le=60)
+
+    # Kafka (KRaft natively, MSK on AWS)
+    kafka_bootstrap_servers: str = f"{LOCAL_HOST}:9092"
+    kafka_controller_port: int = Field(9093, ge=1, le=65535)
+    kafka_partitions: int = Field(3, ge=1, le=1000)
+    kafka_auth: Literal["plaintext", "iam"] = "plaintext"
+    rest_proxy_url: str = f"http://{LOCAL_HOST}:8082"
+    connect_url: str = f"http://{LOCAL_HOST}:8083"
+
+    # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = f"http://{LOCAL_HOST}:4566"
+    aws_endpoint_url_s3: str | None = None
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+
+    # API Gateway invoke URL; when empty, the URL written by provisioning (state/api_invoke_url) is used.
+    api_invoke_url: str | None = None
+    api_key: str | None = None
+
+    airflow_port: int = Field(8080, ge=1, le=65535)
+    spark_ui_port: int = Field(4040, ge=1, le=65535)
+
+    @field_validator("pipeline_user_id")
+    @classmethod
+    def _check_user_id(cls, value: str) -> str:
+        if not USER_ID_PATTERN.match(value):
+            raise ValueError(f"must be 12 lowercase hex characters (e.g. 0a1b2c3d4e5f), got {value!r}")
+        return value
+
+    @field_validator("aws_endpoint_url", "aws_endpoint_url_s3", "api_invoke_url", "api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _aws_target_has_no_local_endpoint(self) -> Settings:
+        if self.pipeline_target == "aws":
+            fields_set = self.model_fields_set
+            # The local default must not leak into the AWS target; an explicit value (e.g. a VPC endpoint) may.
+            if "aws_endpoint_url" not in fields_set:
+                self.aws_endpoint_url = None
+            for name in ("aws_endpoint_url", "aws_endpoint_url_s3"):
+                value = getattr(self, name)
+                if value and _is_local(value):
+                    raise ValueError(f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws")
+        return self
+
+    # --- derived names (SPEC.md) -------------------------------------------------------------------------------
+    def topic(self, table: str) -> str:
+        return f"{self.pipeline_user_id}.{_check_table(table)}"
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.topic(t) for t in TABLES]
+
+    def stream(self, table: str) -> str:
+        return f"streaming-{self.pipeline_user_id}-{_check_table(table)}"
+
+    @property
+    def streams(self) -> list[str]:
+        return [self.stream(t) for t in TABLES]
+
+    @property
+    def bucket(self) -> str:
+        return f"user-{self.pipeline_user_id}-bucket"
+
+    def delta_table(self, table: str) -> str:
+        return f"{self.pipeline_user_id}_{_check_table(table)}_table"
+
+    @property
+    def dag_id(self) -> str:
+        return f"{self.pipeline_user_id}_dag"
+
+    @property
+    def connector_name(self) -> str:
+        return f"{self.pipeline_user_id}-s3-sink"
+
+    # --- endpoints ---------------------------------------------------------------------------------------------
+    @property
+    def s3_endpoint_url(self) -> str | None:
+        return self.aws_endpoint_url_s3 or self.aws_endpoint_url
+
+    @property
+    def mysql_address(self) -> str:
+        return f"{self.mysql_host}:{self.mysql_port}"
+
+    @property
+    def mysql_url(self) -> str:
+        return (
+            f"mysql+pymysql://{self.mysql_user}:{self.mysql_password}@{self.mysql_host}:{self.mysql_port}/"
+            f"{self.mysql_database}?charset=utf8mb4"
+        )
+
+    @property
+    def invoke_url_file(self) -> Path:
+        return self.state_dir / "api_invoke_url"
+
+    def resolved_invoke_url(self) -> str | None:
+        """The API Gateway invoke URL: the setting, else what provisioning stored, else None."""
+        if self.api_invoke_url:
+            return self.api_invoke_url.rstrip("/")
+        if self.invoke_url_file.exists():
+            stored = self.invoke_url_file.read_text().strip()
+            return stored.rstrip("/") or None
+        return None
+
+    # --- state folder layout -----------------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.state_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run"
+
+    def boto3_client_kwargs(self, service: str) -> dict[str, str]:
+        """Keyword arguments for `boto3.client(service, ...)`: region always, endpoint only when one is set."""
+        kwargs = {"region_name": self.aws_region}
+        endpoint = self.s3_endpoint_url if service == "s3" else self.aws_endpoint_url
+        if endpoint:
+            kwargs["endpoint_url"] = endpoint
+        if self.aws_access_key_id and self.aws_secret_access_key:
+            kwargs["aws_access_key_id"] = self.aws_access_key_id
+            kwargs["aws_secret_access_key"] = self.aws_secret_access_key
+        elif self.pipeline_target == "local":
+            # LocalStack accepts any credentials; fixed ones keep a user's real AWS profile out of local runs.
+            kwargs["aws_access_key_id"] = "test"
+            kwargs["aws_secret_access_key"] = "test"
+        return kwargs
+
+
+def _check_table(table: str) -> str:
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
+    return table
+
+
+def _is_local(url: str) -> bool:
+    return bool(re.search(r"//(localhost|127\.|\[::1\]|[^/]*localstack)", url))
+
+
+class SettingsError(SystemExit):
+    """Raised (as a clean exit) when the configuration is invalid; the message names every bad variable."""
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = ["Invalid pipeline settings (check your environment and .env):"]
+    for item in error.errors():
+        variable = ".".join(str(part) for part in item["loc"]).upper() or "settings"
+        lines.append(f"  {variable}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation error into a readable exit before any work starts."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(format_validation_error(error)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

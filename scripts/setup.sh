@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything the native stack needs on a fresh machine. Idempotent: each step checks before it acts.
+#   - Debian packages (MariaDB server) via apt-get (as root, or through sudo when available)
+#   - the project's virtualenv (.state/venv) from requirements.lock, with uv for speed
+# Later components add their steps (Maven jars, LocalStack's own venv, Airflow's own venv) below.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE=${STATE_DIR:-.state}
+PYTHON=${PYTHON:-python3.11}
+mkdir -p "$STATE"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root for: $*"; exit 1; fi
+}
+
+apt_packages=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_packages+=(mariadb-server mariadb-client)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+  log "installing Debian packages: ${apt_packages[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+
+venv="$STATE/venv"
+stamp="$venv/.installed"
+if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  command -v "$PYTHON" >/dev/null || { log "$PYTHON not found: the project needs Python 3.11"; exit 1; }
+  [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
+  [ -x "$venv/bin/uv" ] || "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
+  log "installing Python packages from requirements.lock"
+  "$venv/bin/uv" pip install -q --python "$venv/bin/python" -r requirements.lock
+  "$venv/bin/uv" pip install -q --python "$venv/bin/python" --no-deps -e .
+  touch "$stamp"
+fi
+log "ready"

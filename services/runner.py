@@ -1,0 +1,352 @@
+"""Native stack runner: `python -m services.runner up|down|status|clean`.
+
+The services are real processes supervised by `supervisord` (from PyPI); this module only writes its config,
+asks it over its XML-RPC socket to start or stop programs, and checks readiness with a real request per service.
+Each service lives in `services/<name>/service.py` and returns a `Service` description; `services.registry`
+lists them in start order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.settings import Settings, get_settings
+
+
+class NotReady(Exception):
+    """A readiness probe failed; the message says what was tried."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: list[str]
+    ports: tuple[int, ...]
+    ready: Callable[[Settings], None]
+    where: str
+    prepare: Callable[[Settings], None] | None = None
+    after_ready: Callable[[Settings], None] | None = None
+    depends_on: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    directory: Path | None = None
+    ready_timeout: float = 60.0
+    stop_timeout: int = 15
+
+
+def log_file(settings: Settings, name: str) -> Path:
+    return settings.log_dir / f"{name}.log"
+
+
+# --- supervisord ---------------------------------------------------------------------------------------------
+def _conf_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisord.conf"
+
+
+def _socket_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisor.sock"
+
+
+def _pid_path(settings: Settings) -> Path:
+    return settings.run_dir / "supervisord.pid"
+
+
+def _quote(arg: str) -> str:
+    # supervisor splits `command` with shlex; percent signs are config interpolation.
+    import shlex
+
+    return shlex.quote(arg).replace("%", "%%")
+
+
+def write_supervisor_config(settings: Settings, services: list[Service]) -> Path:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "[unix_http_server]",
+        f"file={_socket_path(settings)}",
+        "chmod=0700",
+        "",
+        "[supervisord]",
+        f"logfile={settings.log_dir / 'supervisord.log'}",
+        f"pidfile={_pid_path(settings)}",
+        f"directory={settings.state_dir}",
+        "logfile_maxbytes=10MB",
+        "logfile_backups=2",
+        "",
+        "[rpcinterface:supervisor]",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{_socket_path(settings)}",
+        "",
+    ]
+    base_env = {"PYTHONUNBUFFERED": "1"}
+    for service in services:
+        env = {**base_env, **service.env}
+        env_line = ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in env.items())
+        lines += [
+            f"[program:{service.name}]",
+            "command=" + " ".join(_quote(arg) for arg in service.command),
+            f"directory={service.directory or settings.state_dir}",
+            "autostart=false",
+            "autorestart=unexpected",
+            "startsecs=1",
+            "startretries=1",
+            f"stopwaitsecs={service.stop_timeout}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "redirect_stderr=true",
+            f"stdout_logfile={log_file(settings, service.name)}",
+            "stdout_logfile_maxbytes=20MB",
+            "stdout_logfile_backups=2",
+            f"environment={env_line}",
+            "",
+        ]
+    path = _conf_path(settings)
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _rpc(settings: Settings):
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, f"unix://{_socket_path(settings)}")
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+def supervisor_running(settings: Settings) -> bool:
+    if not _socket_path(settings).exists():
+        return False
+    try:
+        return _rpc(settings).supervisor.getState()["statename"] == "RUNNING"
+    except (OSError, xmlrpc.client.Fault):
+        return False
+
+
+def _supervisor_bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def start_supervisor(settings: Settings, conf: Path) -> None:
+    if supervisor_running(settings):
+        subprocess.run([_supervisor_bin("supervisorctl"), "-c", str(conf), "update"], check=True, capture_output=True)
+        return
+    _socket_path(settings).unlink(missing_ok=True)
+    subprocess.run([_supervisor_bin("supervisord"), "-c", str(conf)], check=True)
+    deadline = time.monotonic() + 10
+    while not supervisor_running(settings):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"supervisord did not start; see {settings.log_dir / 'supervisord.log'}")
+        time.sleep(0.1)
+
+
+def process_states(settings: Settings) -> dict[str, dict]:
+    if not supervisor_running(settings):
+        return {}
+    return {info["name"]: info for info in _rpc(settings).supervisor.getAllProcessInfo()}
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports_free(settings: Settings, services: list[Service], states: dict[str, dict]) -> None:
+    problems = []
+    for service in services:
+        if states.get(service.name, {}).get("statename") in ("RUNNING", "STARTING"):
+            continue
+        for port in service.ports:
+            if port_in_use(settings.bind_host, port):
+                problems.append(
+                    f"port {port} ({service.name}) on {settings.bind_host} is already taken by another process. "
+                    f"Stop it (find it with: ss -ltnp 'sport = :{port}') or change the port in .env."
+                )
+    if problems:
+        raise SystemExit("Cannot start the stack:\n  " + "\n  ".join(problems))
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return "(no log yet)"
+    content = path.read_text(errors="replace").splitlines()
+    return "\n".join("    " + line for line in content[-lines:])
+
+
+def wait_ready(settings: Settings, service: Service) -> float:
+    """Poll the service's readiness probe until it passes; raise SystemExit naming the log when it does not."""
+    started = time.monotonic()
+    deadline = started + service.ready_timeout
+    last_error = "not checked yet"
+    while time.monotonic() < deadline:
+        state = process_states(settings).get(service.name, {}).get("statename")
+        if state in ("FATAL", "EXITED", "BACKOFF", "STOPPED"):
+            last_error = f"process is {state}"
+            break
+        try:
+            service.ready(settings)
+            return time.monotonic() - started
+        except Exception as error:  # noqa: BLE001 - any failure of the probe means "not ready yet"
+            last_error = str(error) or type(error).__name__
+        time.sleep(0.3)
+    log = log_file(settings, service.name)
+    raise SystemExit(
+        f"{service.name} not ready at {service.where} after {time.monotonic() - started:.0f} s ({last_error}); "
+        f"see {log}\n{tail(log)}"
+    )
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+def _waves(services: list[Service]) -> list[list[Service]]:
+    done: set[str] = set()
+    names = {s.name for s in services}
+    remaining = list(services)
+    waves = []
+    while remaining:
+        wave = [s for s in remaining if all(d in done or d not in names for d in s.depends_on)]
+        if not wave:
+            raise SystemExit("service dependencies form a cycle: " + ", ".join(s.name for s in remaining))
+        waves.append(wave)
+        done.update(s.name for s in wave)
+        remaining = [s for s in remaining if s not in wave]
+    return waves
+
+
+def up(settings: Settings, configured: list[Service], services: list[Service]) -> None:
+    """Start `services` (a subset of `configured`, in order) and wait until each is ready. Idempotent."""
+    for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    states = process_states(settings)
+    check_ports_free(settings, services, states)
+    conf = write_supervisor_config(settings, configured)
+    for service in services:
+        if service.prepare:
+            service.prepare(settings)
+    start_supervisor(settings, conf)
+    rpc = _rpc(settings)
+    for wave in _waves(services):
+        for service in wave:
+            if process_states(settings).get(service.name, {}).get("statename") not in ("RUNNING", "STARTING"):
+                print(f"starting {service.name} ...", flush=True)
+                try:
+                    rpc.supervisor.startProcess(service.name, False)
+                except xmlrpc.client.Fault as fault:
+                    if "ALREADY_STARTED" not in fault.faultString:
+                        raise SystemExit(
+                            f"{service.name} failed to start ({fault.faultString}); see {log_file(settings, service.name)}"
+                        ) from None
+        with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+            waited = dict(zip([s.name for s in wave], pool.map(lambda s: wait_ready(settings, s), wave), strict=True))
+        for service in wave:
+            if service.after_ready:
+                service.after_ready(settings)
+            print(f"  {service.name:<12} ready ({waited[service.name]:.1f} s)  {service.where}", flush=True)
+    print("stack is up; logs in", settings.log_dir)
+
+
+def down(settings: Settings) -> None:
+    if not supervisor_running(settings):
+        print("stack is not running")
+        return
+    pid = int(_pid_path(settings).read_text()) if _pid_path(settings).exists() else None
+    print("stopping services (data is kept) ...", flush=True)
+    rpc = _rpc(settings)
+    for info in reversed(rpc.supervisor.getAllProcessInfo()):
+        if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
+            print(f"  stopping {info['name']}", flush=True)
+            try:
+                rpc.supervisor.stopProcess(info["name"], True)
+            except xmlrpc.client.Fault as fault:
+                print(f"  {info['name']}: {fault.faultString}")
+    rpc.supervisor.shutdown()
+    deadline = time.monotonic() + 30
+    while pid and _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print("stack is down")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def status(settings: Settings, services: list[Service]) -> int:
+    states = process_states(settings)
+    if not states:
+        print("stack is not running (make up starts it)")
+        return 1
+    unhealthy = 0
+    for service in services:
+        info = states.get(service.name, {})
+        state = info.get("statename", "NOT CONFIGURED")
+        health = ""
+        if state == "RUNNING":
+            try:
+                service.ready(settings)
+                health = "ready"
+            except Exception as error:  # noqa: BLE001
+                health = f"NOT READY ({error})"
+                unhealthy += 1
+        else:
+            unhealthy += 1
+        pid = f"pid {info['pid']}" if info.get("pid") else ""
+        print(f"{service.name:<12} {state:<9} {health:<10} {pid:<10} {service.where}   log: {log_file(settings, service.name)}")
+    return 1 if unhealthy else 0
+
+
+def clean(settings: Settings) -> None:
+    down(settings)
+    for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
+        if directory.exists():
+            shutil.rmtree(directory)
+            print("removed", directory)
+    settings.invoke_url_file.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.runner", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status", "clean"])
+    parser.add_argument("--only", nargs="*", help="service names to act on (default: all)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    from services.registry import all_services
+
+    configured = services = all_services(settings)
+    if args.only:
+        unknown = set(args.only) - {s.name for s in services}
+        if unknown:
+            raise SystemExit(f"unknown service(s): {', '.join(sorted(unknown))}")
+        services = [s for s in services if s.name in args.only]
+    if args.command == "up":
+        up(settings, configured, services)
+    elif args.command == "down":
+        down(settings)
+    elif args.command == "status":
+        return status(settings, services)
+    else:
+        clean(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
