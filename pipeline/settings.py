@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = f"http://{LOCAL_HOST}:4566"
-    aws_endpoint_url_s3: str | None = None
+    # S3 is served by a durable S3-compatible store natively (LocalStack's open-source S3 forgets on restart).
+    aws_endpoint_url_s3: str | None = f"http://{LOCAL_HOST}:9000"
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
 
@@ -88,8 +89,9 @@ class Settings(BaseSettings):
         if self.pipeline_target == "aws":
             fields_set = self.model_fields_set
             # The local default must not leak into the AWS target; an explicit value (e.g. a VPC endpoint) may.
-            if "aws_endpoint_url" not in fields_set:
-                self.aws_endpoint_url = None
+            for name in ("aws_endpoint_url", "aws_endpoint_url_s3"):
+                if name not in fields_set:
+                    setattr(self, name, None)
             for name in ("aws_endpoint_url", "aws_endpoint_url_s3"):
                 value = getattr(self, name)
                 if value and _is_local(value):
