@@ -203,7 +203,7 @@ def wait_ready(settings: Settings, service: Service) -> float:
         try:
             service.ready(settings)
             return time.monotonic() - started
-        except Exception as error:  # noqa: BLE001 - any failure of the probe means "not ready yet"
+        except Exception as error:  # any failure of the probe means "not ready yet"
             last_error = str(error) or type(error).__name__
         time.sleep(0.3)
     log = log_file(settings, service.name)
@@ -304,13 +304,15 @@ def status(settings: Settings, services: list[Service]) -> int:
             try:
                 service.ready(settings)
                 health = "ready"
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:  # reported as NOT READY
                 health = f"NOT READY ({error})"
                 unhealthy += 1
         else:
             unhealthy += 1
         pid = f"pid {info['pid']}" if info.get("pid") else ""
-        print(f"{service.name:<12} {state:<9} {health:<10} {pid:<10} {service.where}   log: {log_file(settings, service.name)}")
+        print(
+            f"{service.name:<12} {state:<9} {health:<10} {pid:<10} {service.where}   log: {log_file(settings, service.name)}"
+        )
     return 1 if unhealthy else 0
 
 

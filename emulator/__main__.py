@@ -1,0 +1,199 @@
+"""`python -m emulator --mode batch|stream [--count N] [--rate R | --burst] ...` (`make emulate`).
+
+Samples posts from the MySQL source with the original's sequence and posts each post's three rows (pin, geo,
+user) to the batch path (Kafka topics through API Gateway or straight to the REST proxy) or to the streaming path
+(Kinesis streams through API Gateway). Shows progress, ends with a summary, and exits non-zero when any record
+finally failed; failed records are written to a JSON-lines file so nothing is lost silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path as FilePath
+
+import httpx
+
+from emulator.sampling import Draw, draws
+from emulator.sender import KafkaRestPath, KinesisGatewayPath, Path, RetryPolicy, Stats, deliver, failure_lines
+from emulator.source import Source
+from pipeline.settings import TABLES, Settings, get_settings
+
+DEFAULT_SEED = 100
+FETCH_CHUNK = 500
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["batch", "stream"], default="batch")
+    parser.add_argument("--count", type=int, default=100, help="posts to send (each is 3 records); 0 = forever")
+    pacing = parser.add_mutually_exclusive_group()
+    pacing.add_argument("--rate", type=float, help="posts per second (default: the original's random 0-1 s sleep)")
+    pacing.add_argument("--burst", action="store_true", help="no sleeping; several records per request")
+    parser.add_argument("--batch-size", type=int, default=100, help="records per request in burst mode (max 500)")
+    parser.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 1, burst 4)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})")
+    parser.add_argument(
+        "--target",
+        choices=["auto", "gateway", "proxy"],
+        default="auto",
+        help="batch mode: API Gateway invoke URL or the REST proxy (auto: the gateway when provisioned)",
+    )
+    parser.add_argument("--max-attempts", type=int, default=6, help="attempts per record before it counts as failed")
+    parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout per request, seconds")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    if args.count < 0:
+        parser.error("--count must be >= 0")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be > 0")
+    if not 1 <= args.batch_size <= 500:
+        parser.error("--batch-size must be within 1..500 (Kinesis PutRecords takes at most 500)")
+    if args.concurrency is None:
+        args.concurrency = 4 if args.burst else 1
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    return args
+
+
+def resolve_base_url(settings: Settings, mode: str, target: str) -> tuple[str, str]:
+    """(base URL, human label) for the chosen path; a clear error when the gateway is not provisioned."""
+    invoke_url = settings.resolved_invoke_url()
+    if mode == "batch" and (target == "proxy" or (target == "auto" and not invoke_url)):
+        return settings.rest_proxy_url, f"REST proxy {settings.rest_proxy_url}"
+    if not invoke_url:
+        raise SystemExit(
+            "No API Gateway invoke URL: run `make provision` (or `make up`), or set API_INVOKE_URL in .env"
+            + ("; or use --target proxy to post straight to the REST proxy." if mode == "batch" else ".")
+        )
+    return invoke_url, f"API Gateway {invoke_url}"
+
+
+def destination(settings: Settings, mode: str, table: str) -> str:
+    return settings.topic(table) if mode == "batch" else settings.stream(table)
+
+
+def chunks(iterator: Iterator[Draw], size: int) -> Iterator[list[Draw]]:
+    chunk: list[Draw] = []
+    for draw in iterator:
+        chunk.append(draw)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Progress:
+    def __init__(self, stats: Stats, quiet: bool) -> None:
+        self.stats = stats
+        self.quiet = quiet
+        self.started = time.monotonic()
+
+    def line(self) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        s = self.stats
+        return (
+            f"sent {s.sent:,}  acked {s.acked:,}  failed {s.failed:,}  retries {s.retries:,}  "
+            f"{s.acked / elapsed:,.1f} records/s  ({elapsed:.0f} s)"
+        )
+
+    async def run(self) -> None:
+        while not self.quiet:
+            await asyncio.sleep(2)
+            print(self.line(), file=sys.stderr, flush=True)
+
+
+async def emulate(settings: Settings, args: argparse.Namespace, source: Source, base_url: str, stats: Stats) -> None:
+    row_count = source.row_count()
+    headers = {"x-api-key": settings.api_key} if settings.api_key else {}
+    limits = httpx.Limits(max_connections=args.concurrency * 3, max_keepalive_connections=args.concurrency * 3)
+    policy = RetryPolicy(max_attempts=args.max_attempts)
+    progress = Progress(stats, args.quiet)
+    reporter = asyncio.create_task(progress.run())
+    slots = asyncio.Semaphore(args.concurrency)
+    in_flight: set[asyncio.Task] = set()
+    loop = asyncio.get_running_loop()
+
+    async def post(path: Path, rows_by_table: dict[str, list[dict]]) -> None:
+        try:
+            await asyncio.gather(
+                *(
+                    deliver(path, table, destination(settings, args.mode, table), rows, stats, policy)
+                    for table, rows in rows_by_table.items()
+                )
+            )
+        finally:
+            slots.release()
+
+    async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
+        path_type = KafkaRestPath if args.mode == "batch" else KinesisGatewayPath
+        path = path_type(client, base_url, headers)
+        group = args.batch_size if args.burst else 1
+        sequence = draws(args.seed, row_count, args.count or None)
+        started = time.monotonic()
+        posted = 0
+        for chunk in chunks(sequence, FETCH_CHUNK):
+            rows = await loop.run_in_executor(None, source.fetch, [d.index for d in chunk])
+            for start in range(0, len(chunk), group):
+                batch = chunk[start : start + group]
+                if args.rate:
+                    await asyncio.sleep(max(0.0, started + posted / args.rate - time.monotonic()))
+                elif not args.burst and posted:
+                    await asyncio.sleep(batch[0].sleep_seconds)
+                await slots.acquire()
+                rows_by_table = {table: [rows[table][d.index] for d in batch] for table in TABLES}
+                task = asyncio.create_task(post(path, rows_by_table))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+                posted += len(batch)
+        if in_flight:
+            await asyncio.gather(*in_flight)
+    reporter.cancel()
+
+
+def write_failures(settings: Settings, stats: Stats) -> FilePath | None:
+    if not stats.failures:
+        return None
+    folder = settings.state_dir / "emulator"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"failed-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+    path.write_text("\n".join(failure_lines(stats)) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = get_settings()
+    base_url, label = resolve_base_url(settings, args.mode, args.target)
+    source = Source(settings)
+    count = "forever" if args.count == 0 else f"{args.count:,} posts ({args.count * 3:,} records)"
+    pacing = "burst" if args.burst else (f"{args.rate:g} posts/s" if args.rate else "original pacing (0-1 s)")
+    print(f"emulating {count} in {args.mode} mode to {label}; {pacing}, concurrency {args.concurrency}", flush=True)
+    started = time.monotonic()
+    stats = Stats()
+    try:
+        asyncio.run(emulate(settings, args, source, base_url, stats))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    finally:
+        source.close()
+    elapsed = time.monotonic() - started
+    print(
+        f"summary: sent {stats.sent:,} records, acked {stats.acked:,}, failed {stats.failed:,}, "
+        f"retries {stats.retries:,} in {elapsed:.1f} s ({stats.acked / max(elapsed, 1e-9):,.1f} records/s)"
+    )
+    failures_file = write_failures(settings, stats)
+    if failures_file:
+        for failure in stats.failures[:5]:
+            print(f"  failed: {failure['destination']}: {failure['reason']}", file=sys.stderr)
+        print(f"{stats.failed:,} records failed; all of them are in {failures_file}", file=sys.stderr)
+        return 1
+    return 0 if stats.sent else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Per-record outcome handling and retries, against a small scripted HTTP server on 127.0.0.1."""
+
+import asyncio
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from emulator.sender import KafkaRestPath, KinesisGatewayPath, RetryPolicy, Stats, deliver
+
+FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
+ROWS = [{"ind": i, "country": "Albania"} for i in range(3)]
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted (status, body) and records what it received."""
+
+    def __init__(self):
+        self.script: deque = deque()
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                server.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                status, payload = server.script.popleft() if server.script else (500, {"message": "unscripted"})
+                if status == "drop":
+                    self.connection.close()
+                    return
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_PUT = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = ScriptedServer()
+    yield s
+    s.close()
+
+
+def ok_offsets(n, codes=None):
+    codes = codes or [None] * n
+    return {
+        "offsets": [{"partition": 0, "offset": i, "error_code": c, "error": c and "boom"} for i, c in enumerate(codes)],
+        "key_schema_id": None,
+        "value_schema_id": None,
+    }
+
+
+def run(path_type, server, rows, table="geo", destination="0a1b2c3d4e5f.geo"):
+    async def go():
+        stats = Stats()
+        async with httpx.AsyncClient(timeout=5) as client:
+            await deliver(path_type(client, server.url, {"x-api-key": "k"}), table, destination, rows, stats, FAST)
+        return stats
+
+    return asyncio.run(go())
+
+
+def test_all_acked_in_one_request(server):
+    server.script.append((200, ok_offsets(3)))
+    stats = run(KafkaRestPath, server, ROWS)
+    assert (stats.sent, stats.acked, stats.failed, stats.retries) == (3, 3, 0, 0)
+    request = server.requests[0]
+    assert request["method"] == "POST" and request["path"] == "/topics/0a1b2c3d4e5f.geo"
+    assert request["headers"]["Content-Type"] == "application/vnd.kafka.json.v2+json"
+    assert request["headers"]["x-api-key"] == "k"
+    assert json.loads(request["body"]) == {"records": [{"value": r} for r in ROWS]}
+
+
+def test_only_retriable_records_are_resent(server):
+    # record 1 retriable (code 2), record 2 non-retriable (code 1): 1 is re-sent alone, 2 fails for good.
+    server.script.extend([(200, ok_offsets(3, [None, 2, 1])), (200, ok_offsets(1))])
+    stats = run(KafkaRestPath, server, ROWS)
+    assert (stats.acked, stats.failed, stats.retries) == (2, 1, 1)
+    assert json.loads(server.requests[1]["body"]) == {"records": [{"value": ROWS[1]}]}
+    assert stats.failures[0]["row"] == ROWS[2] and "error_code 1" in stats.failures[0]["reason"]
+
+
+def test_http_200_with_error_code_is_not_success(server):
+    server.script.extend([(200, ok_offsets(1, [1]))])
+    stats = run(KafkaRestPath, server, ROWS[:1])
+    assert (stats.acked, stats.failed) == (0, 1)
+
+
+def test_5xx_and_dropped_connections_are_retried(server):
+    server.script.extend([(503, {"message": "busy"}), ("drop", None), (200, ok_offsets(3))])
+    stats = run(KafkaRestPath, server, ROWS)
+    assert (stats.acked, stats.failed, stats.retries) == (3, 0, 6)
+    assert len(server.requests) == 3
+
+
+def test_retries_are_bounded_and_failures_kept(server):
+    server.script.extend([(500, {"message": "down"})] * 4)
+    stats = run(KafkaRestPath, server, ROWS)
+    assert (stats.acked, stats.failed) == (0, 3)
+    assert len(server.requests) == FAST.max_attempts
+    assert all(f["attempts"] == FAST.max_attempts and "HTTP 500" in f["reason"] for f in stats.failures)
+    assert [f["row"] for f in stats.failures] == ROWS
+
+
+def test_4xx_is_final_with_the_servers_message(server):
+    server.script.append((404, {"error_code": 40401, "message": "Topic not found."}))
+    stats = run(KafkaRestPath, server, ROWS)
+    assert (stats.acked, stats.failed) == (0, 3)
+    assert len(server.requests) == 1
+    assert "HTTP 404: Topic not found." in stats.failures[0]["reason"]
+
+
+def test_stream_single_record(server):
+    server.script.append((200, {"SequenceNumber": "4959", "ShardId": "shardId-000000000000"}))
+    stats = run(KinesisGatewayPath, server, ROWS[:1], destination="streaming-0a1b2c3d4e5f-geo")
+    assert (stats.acked, stats.failed) == (1, 0)
+    request = server.requests[0]
+    assert request["method"] == "PUT" and request["path"] == "/streams/streaming-0a1b2c3d4e5f-geo/record"
+    assert json.loads(request["body"]) == {
+        "StreamName": "streaming-0a1b2c3d4e5f-geo",
+        "Data": ROWS[0],
+        "PartitionKey": "0",
+    }
+
+
+def test_stream_put_records_retries_throttled_entries(server):
+    server.script.extend(
+        [
+            (
+                200,
+                {
+                    "FailedRecordCount": 2,
+                    "Records": [
+                        {"SequenceNumber": "1", "ShardId": "s"},
+                        {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "slow down"},
+                        {"ErrorCode": "AccessDeniedException", "ErrorMessage": "no"},
+                    ],
+                },
+            ),  # fmt: skip
+            (200, {"SequenceNumber": "2", "ShardId": "s"}),
+        ]
+    )
+    stats = run(KinesisGatewayPath, server, ROWS, destination="streaming-0a1b2c3d4e5f-geo")
+    assert (stats.acked, stats.failed, stats.retries) == (2, 1, 1)
+    assert server.requests[0]["path"] == "/streams/streaming-0a1b2c3d4e5f-geo/records"
+    # the one record left is re-sent alone, through PutRecord
+    assert server.requests[1]["path"] == "/streams/streaming-0a1b2c3d4e5f-geo/record"
+    assert json.loads(server.requests[1]["body"])["Data"] == ROWS[1]
+
+
+def test_kinesis_error_passed_through_as_4xx_is_final(server):
+    server.script.append((400, {"__type": "ResourceNotFoundException", "message": "Stream not found"}))
+    stats = run(KinesisGatewayPath, server, ROWS[:1], destination="streaming-0a1b2c3d4e5f-geo")
+    assert stats.failed == 1 and "Stream not found" in stats.failures[0]["reason"]
+    assert len(server.requests) == 1

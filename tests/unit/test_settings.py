@@ -1,0 +1,66 @@
+import pytest
+
+from pipeline.settings import SettingsError, load_settings
+
+
+def test_names_derive_from_the_user_id():
+    s = load_settings(pipeline_user_id="0a1b2c3d4e5f")
+    assert s.topics == ["0a1b2c3d4e5f.pin", "0a1b2c3d4e5f.geo", "0a1b2c3d4e5f.user"]
+    assert s.streams == ["streaming-0a1b2c3d4e5f-pin", "streaming-0a1b2c3d4e5f-geo", "streaming-0a1b2c3d4e5f-user"]
+    assert s.bucket == "user-0a1b2c3d4e5f-bucket"
+    assert s.delta_table("geo") == "0a1b2c3d4e5f_geo_table"
+    assert s.dag_id == "0a1b2c3d4e5f_dag"
+
+
+@pytest.mark.parametrize("bad", ["XYZ", "0A1B2C3D4E5F", "0a1b2c3d4e5", "0a1b2c3d4e5f0", "0a1b2c3d4e5g"])
+def test_malformed_user_id_names_the_variable(bad):
+    with pytest.raises(SettingsError) as error:
+        load_settings(pipeline_user_id=bad)
+    assert "PIPELINE_USER_ID" in str(error.value)
+
+
+def test_unknown_target_names_the_variable(monkeypatch):
+    monkeypatch.setenv("PIPELINE_TARGET", "azure")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "PIPELINE_TARGET" in str(error.value)
+
+
+def test_invalid_port_names_the_variable(monkeypatch):
+    monkeypatch.setenv("MYSQL_PORT", "99999")
+    with pytest.raises(SettingsError) as error:
+        load_settings()
+    assert "MYSQL_PORT" in str(error.value)
+
+
+def test_aws_target_drops_local_endpoints():
+    s = load_settings(pipeline_target="aws")
+    assert s.aws_endpoint_url is None
+    assert s.s3_endpoint_url is None
+    assert "endpoint_url" not in s.boto3_client_kwargs("kinesis")
+    assert "endpoint_url" not in s.boto3_client_kwargs("s3")
+
+
+def test_aws_target_rejects_an_explicit_local_endpoint():
+    with pytest.raises(SettingsError) as error:
+        load_settings(pipeline_target="aws", aws_endpoint_url="http://localhost:4566")
+    assert "AWS_ENDPOINT_URL" in str(error.value)
+
+
+def test_local_target_uses_local_endpoints():
+    s = load_settings(pipeline_target="local")
+    assert s.boto3_client_kwargs("kinesis")["endpoint_url"].startswith("http://127.0.0.1:")
+    assert s.boto3_client_kwargs("s3")["endpoint_url"] == s.aws_endpoint_url_s3
+
+
+def test_unknown_table_is_rejected():
+    with pytest.raises(ValueError, match="unknown table"):
+        load_settings().topic("pins")
+
+
+def test_invoke_url_falls_back_to_the_provisioned_file(tmp_path):
+    s = load_settings(state_dir=tmp_path, api_invoke_url="")
+    assert s.resolved_invoke_url() is None
+    s.invoke_url_file.write_text("http://127.0.0.1:4566/restapis/abc/prod/_user_request_/\n")
+    assert s.resolved_invoke_url() == "http://127.0.0.1:4566/restapis/abc/prod/_user_request_"
+    assert load_settings(state_dir=tmp_path, api_invoke_url="https://x/prod").resolved_invoke_url() == "https://x/prod"
