@@ -34,6 +34,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        env_ignore_empty=True,
     )
 
     pipeline_target: Literal["local", "aws"] = "local"
@@ -55,7 +56,14 @@ class Settings(BaseSettings):
     kafka_partitions: int = Field(3, ge=1, le=1000)
     kafka_auth: Literal["plaintext", "iam"] = "plaintext"
     rest_proxy_url: str = f"http://{LOCAL_HOST}:8082"
+    # REST proxy producer: largest record accepted (bigger ones get 413), batching delay, delivery deadline.
+    rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
+    rest_proxy_linger_ms: int = Field(2, ge=0, le=1000)
+    rest_proxy_delivery_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
     connect_url: str = f"http://{LOCAL_HOST}:8083"
+    # S3 sink rotation: an object is written at this many records, or when its first record is this old.
+    s3_sink_flush_size: int = Field(1000, ge=1, le=1_000_000)
+    s3_sink_rotate_interval_ms: int = Field(3000, ge=100, le=3_600_000)
 
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
     aws_region: str = "us-east-1"
@@ -68,8 +76,27 @@ class Settings(BaseSettings):
     # API Gateway invoke URL; when empty, the URL written by provisioning (state/api_invoke_url) is used.
     api_invoke_url: str | None = None
     api_key: str | None = None
+    # Methods require `x-api-key` (usage plan + key); the key is API_KEY, else the one provisioning stored.
+    api_key_required: bool = False
+    api_stage: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,128}$")
+    # Shards per Kinesis stream; 0 means on-demand capacity mode.
+    kinesis_shards: int = Field(2, ge=0, le=500)
 
     airflow_port: int = Field(8080, ge=1, le=65535)
+    # Airflow login (SimpleAuthManager). No published default password: set AIRFLOW_ADMIN_PASSWORD in .env, or the
+    # first `make up` generates one into state/airflow/admin_password and prints where it is.
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: str | None = None
+    airflow_retries: int = Field(2, ge=0, le=10)
+    airflow_retry_delay_seconds: int = Field(300, ge=1)
+    airflow_sensor_timeout_seconds: int = Field(6 * 3600, ge=1)
+    airflow_sensor_poke_seconds: int = Field(60, ge=1)
+    # The Spark venv's spark-submit (Airflow has its own venv); empty means state/venv/bin/spark-submit.
+    spark_submit: str | None = None
+    # PIPELINE_TARGET=aws runs the batch job on Databricks through this Airflow connection.
+    databricks_conn_id: str = "databricks_default"
+    databricks_cluster_id: str | None = None
+    databricks_notebook_path: str | None = None
     spark_ui_port: int = Field(4040, ge=1, le=65535)
 
     @field_validator("pipeline_user_id")
@@ -148,6 +175,18 @@ class Settings(BaseSettings):
     def invoke_url_file(self) -> Path:
         return self.state_dir / "api_invoke_url"
 
+    @property
+    def airflow_password_file(self) -> Path:
+        return self.state_dir / "airflow" / "admin_password"
+
+    def resolved_airflow_admin_password(self) -> str | None:
+        """The Airflow login password: the setting, else the one generated on first start, else None."""
+        if self.airflow_admin_password:
+            return self.airflow_admin_password
+        if self.airflow_password_file.exists():
+            return self.airflow_password_file.read_text().strip() or None
+        return None
+
     def resolved_invoke_url(self) -> str | None:
         """The API Gateway invoke URL: the setting, else what provisioning stored, else None."""
         if self.api_invoke_url:
@@ -155,6 +194,18 @@ class Settings(BaseSettings):
         if self.invoke_url_file.exists():
             stored = self.invoke_url_file.read_text().strip()
             return stored.rstrip("/") or None
+        return None
+
+    @property
+    def api_key_file(self) -> Path:
+        return self.state_dir / "api_key"
+
+    def resolved_api_key(self) -> str | None:
+        """The API key to send as `x-api-key`: the setting, else what provisioning stored, else None."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file.exists():
+            return self.api_key_file.read_text().strip() or None
         return None
 
     # --- state folder layout -----------------------------------------------------------------------------------

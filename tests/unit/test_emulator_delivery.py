@@ -2,9 +2,6 @@
 
 import asyncio
 import json
-import threading
-from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -15,51 +12,9 @@ FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
 ROWS = [{"ind": i, "country": "Albania"} for i in range(3)]
 
 
-class ScriptedServer:
-    """Answers each request with the next scripted (status, body) and records what it received."""
-
-    def __init__(self):
-        self.script: deque = deque()
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _answer(self):
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                server.requests.append(
-                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
-                )
-                status, payload = server.script.popleft() if server.script else (500, {"message": "unscripted"})
-                if status == "drop":
-                    self.connection.close()
-                    return
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_POST = do_PUT = _answer
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def server():
-    s = ScriptedServer()
-    yield s
-    s.close()
+def server(scripted_server):
+    return scripted_server
 
 
 def ok_offsets(n, codes=None):
@@ -157,7 +112,7 @@ def test_stream_put_records_retries_throttled_entries(server):
                         {"ErrorCode": "AccessDeniedException", "ErrorMessage": "no"},
                     ],
                 },
-            ),  # fmt: skip
+            ),
             (200, {"SequenceNumber": "2", "ShardId": "s"}),
         ]
     )

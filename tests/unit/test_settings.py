@@ -64,3 +64,26 @@ def test_invoke_url_falls_back_to_the_provisioned_file(tmp_path):
     s.invoke_url_file.write_text("http://127.0.0.1:4566/restapis/abc/prod/_user_request_/\n")
     assert s.resolved_invoke_url() == "http://127.0.0.1:4566/restapis/abc/prod/_user_request_"
     assert load_settings(state_dir=tmp_path, api_invoke_url="https://x/prod").resolved_invoke_url() == "https://x/prod"
+
+
+def test_env_example_documents_every_setting():
+    from pathlib import Path
+
+    from pipeline.settings import REPO_ROOT, Settings
+
+    documented = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in Path(REPO_ROOT / ".env.example").read_text().splitlines()
+        if "=" in line
+    }
+    missing = {name.upper() for name in Settings.model_fields} - documented
+    assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_env_example_copied_to_env_gives_the_defaults():
+    from pipeline.settings import REPO_ROOT, Settings
+
+    from_example = Settings(_env_file=REPO_ROOT / ".env.example")
+    assert from_example.state_dir == Settings().state_dir
+    assert from_example.aws_endpoint_url_s3 == "http://127.0.0.1:9000"
+    assert from_example.api_key is None and from_example.kafka_auth == "plaintext"

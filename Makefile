@@ -1,0 +1,82 @@
+# The pipeline on this machine. `make up` starts it, `make test` tests it. `make help` lists everything.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE ?= .state
+VENV := $(STATE)/venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+
+ROWS ?= 11154
+SEED ?= 42
+MODE ?= batch
+COUNT ?= 100
+RATE ?=
+BURST ?=
+TARGET ?= auto
+CONCURRENCY ?=
+PYTEST_ARGS ?=
+
+EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
+	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
+
+.PHONY: help setup up down status clean distclean seed emulate provision verify batch dag-test \
+	test test-unit test-integration lint format bench
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+setup: ## install everything the stack needs (apt, virtualenvs, jars); idempotent
+	@scripts/setup.sh
+
+up: setup ## start the whole pipeline on this machine and provision its resources; idempotent
+	@$(PY) -m services.runner up
+	@$(PY) -m services.provision
+
+down: ## stop everything the stack started (data is kept)
+	@$(PY) -m services.runner down
+
+status: ## what runs, where, and whether it answers
+	@$(PY) -m services.runner status
+
+clean: ## stop the stack and delete its data and logs (keeps virtualenvs and downloaded jars)
+	@$(PY) -m services.runner clean
+
+distclean: clean ## also delete virtualenvs and downloaded jars
+	rm -rf $(STATE)
+
+seed: ## fill the MySQL source (ROWS=11154 SEED=42); replaces existing data
+	@$(PY) -m services.mysql.seed --rows $(ROWS) --seed $(SEED)
+
+emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=auto|gateway|proxy)
+	@$(PY) -m emulator $(EMULATE_ARGS)
+
+provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run)
+	@$(PY) -m services.provision $(ARGS)
+
+verify: ## audit: every Kafka offset is in S3 exactly once
+	@$(PY) -m services.audit
+
+batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)
+	@$(PY) -m spark_jobs.batch $(ARGS)
+
+test: setup ## unit tests, then the stack and the integration tests
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory up
+	@$(MAKE) --no-print-directory test-integration
+
+test-unit: ## fast tests, no services
+	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test-integration: ## tests against the running stack (make up first)
+	@$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+
+lint: ## ruff check and format check
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: ## ruff format
+	@$(VENV)/bin/ruff format .
+
+bench: ## benchmarks (results appended to docs/BENCHMARKS.md)
+	@for script in scripts/bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

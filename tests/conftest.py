@@ -1,0 +1,61 @@
+"""Fixtures shared by unit and integration tests."""
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class ScriptedServer:
+    """Answers each request with the next scripted (status, body) and records what it received."""
+
+    def __init__(self):
+        self.script: deque = deque()
+        self.default = None  # optional callable(request) -> (status, body) once the script is used up
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                server.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
+                if server.script:
+                    status, payload = server.script.popleft()
+                elif server.default:
+                    status, payload = server.default(server.requests[-1])
+                else:
+                    status, payload = 500, {"message": "unscripted"}
+                if status == "drop":
+                    self.connection.close()
+                    return
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_POST = do_PUT = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def scripted_server():
+    server = ScriptedServer()
+    yield server
+    server.close()

@@ -1,0 +1,75 @@
+"""Integration fixtures: they attach to the running native stack (`make up`) and fail with a clear message when a
+service the test needs is not ready. Tests never start or stop the stack themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.settings import REPO_ROOT, Settings, load_settings
+
+TEST_USER_ID = "7e57c0de0001"
+TEST_DATABASE = "pinterest_data_test"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings of the running stack, with a test user id and database so tests never touch a user's data."""
+    return load_settings(pipeline_user_id=TEST_USER_ID, mysql_database=TEST_DATABASE)
+
+
+@pytest.fixture(scope="session")
+def stack(settings):
+    """The running stack's services, by name; fails early, naming what to run, if one is not ready."""
+    from services.registry import all_services
+    from services.runner import process_states
+
+    states = process_states(settings)
+    if not states:
+        pytest.fail("the stack is not running: run `make up` first (make test does it for you)")
+    services = {s.name: s for s in all_services(settings)}
+
+    def require(*names: str) -> None:
+        for name in names:
+            if states.get(name, {}).get("statename") != "RUNNING":
+                pytest.fail(f"service {name} is not running: run `make up`, then `make status`")
+            services[name].ready(settings)
+
+    return require
+
+
+@pytest.fixture(scope="session")
+def child_env(settings):
+    """Environment for commands run as a user would run them, pointed at the test user id and database."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PIPELINE_ENV_FILE": os.devnull,
+        "PIPELINE_USER_ID": settings.pipeline_user_id,
+        "MYSQL_DATABASE": settings.mysql_database,
+    }
+
+
+@pytest.fixture(scope="session")
+def run_module(child_env):
+    """Run `python -m module args` in a subprocess; returns the CompletedProcess (text output)."""
+
+    def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300):
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO_ROOT,
+            env={**child_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
