@@ -29,10 +29,16 @@ stamp="$venv/.installed"
 if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   command -v "$PYTHON" >/dev/null || { log "$PYTHON not found: the project needs Python 3.11"; exit 1; }
   [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
-  [ -x "$venv/bin/uv" ] || "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
+  if [ ! -x "$venv/bin/uv" ]; then
+    "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip -q
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
+  fi
   log "installing Python packages from requirements.lock"
   "$venv/bin/uv" pip install -q --python "$venv/bin/python" -r requirements.lock
   "$venv/bin/uv" pip install -q --python "$venv/bin/python" --no-deps -e .
   touch "$stamp"
 fi
+STATE_DIR="$STATE" spark_jobs/fetch_jars.sh
+STATE_DIR="$STATE" services/kafka/fetch.sh
+scripts/bench/install_wrk.sh
 log "ready"

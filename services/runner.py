@@ -257,7 +257,7 @@ def up(settings: Settings, configured: list[Service], services: list[Service]) -
         for service in wave:
             if service.after_ready:
                 service.after_ready(settings)
-            print(f"  {service.name:<12} ready ({waited[service.name]:.1f} s)  {service.where}", flush=True)
+            print(f"  {service.name:<22} ready ({waited[service.name]:.1f} s)  {service.where}", flush=True)
     print("stack is up; logs in", settings.log_dir)
 
 
@@ -296,6 +296,7 @@ def status(settings: Settings, services: list[Service]) -> int:
         print("stack is not running (make up starts it)")
         return 1
     unhealthy = 0
+    width = max(len(s.name) for s in services) + 1
     for service in services:
         info = states.get(service.name, {})
         state = info.get("statename", "NOT CONFIGURED")
@@ -310,9 +311,8 @@ def status(settings: Settings, services: list[Service]) -> int:
         else:
             unhealthy += 1
         pid = f"pid {info['pid']}" if info.get("pid") else ""
-        print(
-            f"{service.name:<12} {state:<9} {health:<10} {pid:<10} {service.where}   log: {log_file(settings, service.name)}"
-        )
+        print(f"{service.name:<{width}} {state:<9} {health:<10} {pid:<10} {service.where}")
+        print(f"{'':<{width}} log: {log_file(settings, service.name)}")
     return 1 if unhealthy else 0
 
 
