@@ -109,7 +109,8 @@ class Progress:
 
 async def emulate(settings: Settings, args: argparse.Namespace, source: Source, base_url: str, stats: Stats) -> None:
     row_count = source.row_count()
-    headers = {"x-api-key": settings.api_key} if settings.api_key else {}
+    api_key = settings.resolved_api_key()
+    headers = {"x-api-key": api_key} if api_key else {}
     limits = httpx.Limits(max_connections=args.concurrency * 3, max_keepalive_connections=args.concurrency * 3)
     policy = RetryPolicy(max_attempts=args.max_attempts)
     progress = Progress(stats, args.quiet)

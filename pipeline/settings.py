@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     rest_proxy_delivery_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
     connect_url: str = f"http://{LOCAL_HOST}:8083"
     # S3 sink rotation: an object is written at this many records, or when its first record is this old.
-    s3_sink_flush_size: int = Field(1000, ge=1, le=1_000_000)
+    s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
     s3_sink_rotate_interval_ms: int = Field(3000, ge=100, le=3_600_000)
 
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
