@@ -30,7 +30,7 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   command -v "$PYTHON" >/dev/null || { log "$PYTHON not found: the project needs Python 3.11"; exit 1; }
   [ -x "$venv/bin/python" ] || { log "creating $venv"; "$PYTHON" -m venv "$venv"; }
   if [ ! -x "$venv/bin/uv" ]; then
-    "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip -q
+    "$venv/bin/python" -m pip --version >/dev/null 2>&1 || "$venv/bin/python" -m ensurepip >/dev/null
     "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
   fi
   log "installing Python packages from requirements.lock"
@@ -40,5 +40,7 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
 fi
 STATE_DIR="$STATE" spark_jobs/fetch_jars.sh
 STATE_DIR="$STATE" services/kafka/fetch.sh
+STATE_DIR="$STATE" services/s3/fetch.sh
+STATE_DIR="$STATE" services/localstack/install.sh
 scripts/bench/install_wrk.sh
 log "ready"

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from pipeline.settings import Settings
+from services.airflow import service as airflow
+from services.connect import service as connect
+from services.kafka import service as kafka
+from services.localstack import service as localstack
 from services.mysql import service as mysql
+from services.rest_proxy import service as rest_proxy
 from services.runner import Service
+from services.s3 import service as s3
 
 
 def all_services(settings: Settings) -> list[Service]:
-    return [mysql.service(settings)]
+    return [
+        mysql.service(settings),
+        s3.service(settings),
+        localstack.service(settings),
+        kafka.service(settings),
+        rest_proxy.service(settings),
+        connect.service(settings),
+        *airflow.services(settings),
+    ]

@@ -1,0 +1,65 @@
+"""Provisioning step `bucket`: create the user's bucket (`user-<id>-bucket`) idempotently, locally and on AWS.
+
+The same boto3 calls run against the local S3 store (S3Proxy) and a real account; only the endpoint differs, and
+it comes from settings. AWS quirk handled here: us-east-1 rejects a `LocationConstraint` (it is the default
+region), every other region requires one.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.exceptions import ClientError
+
+from pipeline.settings import Settings
+
+# Re-creating one's own bucket: us-east-1 answers 200, other regions and S3-compatible stores this code.
+ALREADY_OURS = {"BucketAlreadyOwnedByYou"}
+
+
+def create_bucket_kwargs(bucket: str, region: str) -> dict[str, object]:
+    """CreateBucket arguments for `region`: no configuration in us-east-1, a LocationConstraint elsewhere."""
+    kwargs: dict[str, object] = {"Bucket": bucket}
+    if region != "us-east-1":
+        kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    return kwargs
+
+
+def _bucket_exists(client, bucket: str) -> bool:
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404 or error.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+            return False
+        if status == 403:
+            raise SystemExit(
+                f"bucket {bucket} exists but this account cannot access it (403). Bucket names are global on AWS: "
+                "choose another PIPELINE_USER_ID or use credentials of the account that owns it."
+            ) from None
+        raise
+    return True
+
+
+def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
+    """Create `settings.bucket` if it does not exist; return what was done (or would be done)."""
+    bucket = settings.bucket
+    endpoint = settings.s3_endpoint_url or f"AWS S3 in {settings.aws_region}"
+    if dry_run:
+        return [f"would ensure bucket {bucket} exists at {endpoint} (region {settings.aws_region})"]
+    client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
+    if _bucket_exists(client, bucket):
+        return [f"bucket {bucket} already exists at {endpoint}"]
+    try:
+        client.create_bucket(**create_bucket_kwargs(bucket, settings.aws_region))
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code in ALREADY_OURS:  # created concurrently by another provisioning run
+            return [f"bucket {bucket} already exists at {endpoint}"]
+        if code == "BucketAlreadyExists":
+            raise SystemExit(
+                f"bucket name {bucket} is taken by another AWS account (names are global); "
+                "choose another PIPELINE_USER_ID"
+            ) from None
+        raise
+    client.get_waiter("bucket_exists").wait(Bucket=bucket, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    return [f"created bucket {bucket} at {endpoint} (region {settings.aws_region})"]

@@ -1,0 +1,129 @@
+"""LocalStack on the running stack: Kinesis, API Gateway, STS and IAM answer, and a stream with its records survives
+a restart of LocalStack through supervisord and a kill -9 of its process (kinesis-mock's persistence, made safe by
+services/localstack/launch.py). LocalStack forgets API definitions on a restart (open-source edition), so after
+each restart the stack's own resources are provisioned again, as `make up` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import httpx
+import pytest
+
+from pipeline.settings import Settings, load_settings
+from services.localstack.service import SERVICES, endpoint_url, kinesis_client, ready
+from services.runner import _conf_path, _supervisor_bin, process_states
+
+STREAM = "streaming-7e57c0de0001-durability"
+
+
+@pytest.fixture(scope="module")
+def localstack(stack, settings: Settings) -> Settings:
+    stack("localstack")
+    return settings
+
+
+def _supervisorctl(settings: Settings, *args: str) -> None:
+    subprocess.run(
+        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(settings)), *args], capture_output=True, check=False
+    )
+
+
+def _wait_ready(settings: Settings, timeout: float = 240) -> float:
+    started = time.monotonic()
+    while True:
+        try:
+            ready(settings)
+            return time.monotonic() - started
+        except Exception:
+            if time.monotonic() - started > timeout:
+                raise
+            time.sleep(1)
+
+
+def _reprovision_stack_resources() -> None:
+    """What `make up` does after starting LocalStack: the user's streams and API (idempotent)."""
+    try:
+        from services.provision import aws
+    except ImportError:
+        return
+    user_settings = load_settings()
+    aws.provision_streams(user_settings, dry_run=False)
+    aws.provision_api(user_settings, dry_run=False)
+
+
+def _ensure_stream(settings: Settings) -> None:
+    kinesis = kinesis_client(settings)
+    if STREAM not in kinesis.list_streams(Limit=100)["StreamNames"]:
+        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
+    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def _put(settings: Settings, run: str, count: int) -> set[str]:
+    kinesis = kinesis_client(settings)
+    sent = set()
+    for i in range(count):
+        body = {"run": run, "i": i}
+        kinesis.put_record(StreamName=STREAM, Data=json.dumps(body).encode(), PartitionKey=str(i))
+        sent.add(f"{run}/{i}")
+    return sent
+
+
+def _read_all(settings: Settings) -> set[str]:
+    kinesis = kinesis_client(settings, timeout=30)
+    seen = set()
+    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
+        iterator = kinesis.get_shard_iterator(
+            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            answer = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            for record in answer["Records"]:
+                body = json.loads(record["Data"])
+                seen.add(f"{body['run']}/{body['i']}")
+            if not answer["Records"] and answer.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = answer.get("NextShardIterator")
+    return seen
+
+
+def test_health_lists_the_services_running(localstack):
+    health = httpx.get(f"{endpoint_url(localstack)}/_localstack/health", timeout=10).json()
+    assert health["version"] == "4.9.2"
+    for name in SERVICES.split(","):
+        assert health["services"][name] in ("running", "available"), name
+    assert health["services"].get("s3") == "disabled", "S3 is served by the durable store, not LocalStack"
+
+
+def test_stream_and_records_survive_a_restart_through_supervisord(localstack):
+    _ensure_stream(localstack)
+    run = uuid.uuid4().hex[:8]
+    sent = _put(localstack, run, 40)  # restarted right away: the last records rely on the flush at stop
+    stop_started = time.monotonic()
+    _supervisorctl(localstack, "stop", "localstack")
+    stop_s = time.monotonic() - stop_started
+    _supervisorctl(localstack, "start", "localstack")
+    ready_s = _wait_ready(localstack)
+    _reprovision_stack_resources()
+    assert sent <= _read_all(localstack), "records put before the restart are missing"
+    print(f"LocalStack stopped in {stop_s:.1f} s, ready {ready_s:.1f} s after start; {len(sent)} records kept")
+
+
+def test_stream_and_records_survive_a_kill_9_of_localstack(localstack):
+    _ensure_stream(localstack)
+    run = uuid.uuid4().hex[:8]
+    sent = _put(localstack, run, 20)
+    info = process_states(localstack)["localstack"]
+    os.kill(int(info["pid"]), signal.SIGKILL)
+    time.sleep(3)  # supervisord restarts an unexpected exit itself; start it if it gave up
+    _supervisorctl(localstack, "start", "localstack")
+    ready_s = _wait_ready(localstack)
+    assert int(process_states(localstack)["localstack"]["pid"]) != int(info["pid"])
+    _reprovision_stack_resources()
+    assert sent <= _read_all(localstack), "records put before the kill are missing"
+    print(f"LocalStack killed with SIGKILL; ready {ready_s:.1f} s after the restart; {len(sent)} records kept")

@@ -1,0 +1,173 @@
+"""The durable S3 store (S3Proxy, filesystem backend) on the running stack: the sink's key layout, listing the way
+the audit and Spark list, and objects that survive a kill -9 of the store's process, including an upload that the
+kill cut short (it must not show up as an object afterwards)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from pipeline.settings import Settings
+from services.provision.s3 import provision_bucket
+from services.runner import _conf_path, _supervisor_bin, process_states
+from services.s3.service import quarantine_dir, ready, s3_client, store_dir
+
+
+@pytest.fixture(scope="module")
+def store(stack, settings: Settings) -> Settings:
+    stack("s3")
+    provision_bucket(settings, dry_run=False)
+    return settings
+
+
+def sink_key(settings: Settings, run: str, table: str, partition: int, offset: int) -> str:
+    topic = f"{settings.topic(table)}"
+    return f"it-{run}/topics/{topic}/partition={partition}/{topic}+{partition}+{offset:010d}.json"
+
+
+def put_objects(settings: Settings, run: str) -> dict[str, bytes]:
+    client = s3_client(settings)
+    objects = {}
+    for table in ("pin", "geo"):
+        for partition in range(2):
+            for offset in (0, 7, 1_000_000_123):
+                key = sink_key(settings, run, table, partition, offset)
+                body = (json.dumps({"table": table, "partition": partition, "offset": offset}) + "\n").encode()
+                answer = client.put_object(Bucket=settings.bucket, Key=key, Body=body, ContentType="application/json")
+                assert answer["ETag"].strip('"') == hashlib.md5(body).hexdigest()
+                objects[key] = body
+    return objects
+
+
+def delete_prefix(settings: Settings, prefix: str) -> None:
+    client = s3_client(settings)
+    for key in list_keys(settings, prefix):
+        client.delete_object(Bucket=settings.bucket, Key=key)
+
+
+def list_keys(settings: Settings, prefix: str, page_size: int = 1000) -> list[str]:
+    pages = s3_client(settings).get_paginator("list_objects_v2")
+    config = {"PageSize": page_size}
+    return [
+        o["Key"]
+        for p in pages.paginate(Bucket=settings.bucket, Prefix=prefix, PaginationConfig=config)
+        for o in p.get("Contents", [])
+    ]
+
+
+def test_sink_keys_round_trip_and_list_like_s3(store):
+    run = uuid.uuid4().hex[:8]
+    objects = put_objects(store, run)
+    client = s3_client(store)
+    for key, body in objects.items():
+        got = client.get_object(Bucket=store.bucket, Key=key)
+        assert got["Body"].read() == body
+        assert got["ETag"].strip('"') == hashlib.md5(body).hexdigest()
+    # '+' and '=' survive the round trip, pagination returns every key once in order
+    assert list_keys(store, f"it-{run}/", page_size=4) == sorted(objects)
+    first = client.list_objects_v2(Bucket=store.bucket, Prefix=f"it-{run}/", MaxKeys=5)
+    assert first["IsTruncated"] and first["KeyCount"] == 5 and first["NextContinuationToken"]
+    by_topic = client.list_objects_v2(Bucket=store.bucket, Prefix=f"it-{run}/topics/", Delimiter="/")
+    assert [p["Prefix"] for p in by_topic["CommonPrefixes"]] == [
+        f"it-{run}/topics/{store.topic(t)}/" for t in ("geo", "pin")
+    ]
+    pin = f"it-{run}/topics/{store.topic('pin')}/"
+    by_partition = client.list_objects_v2(Bucket=store.bucket, Prefix=pin, Delimiter="/")
+    assert [p["Prefix"] for p in by_partition["CommonPrefixes"]] == [f"{pin}partition=0/", f"{pin}partition=1/"]
+    assert "Contents" not in by_partition
+    delete_prefix(store, f"it-{run}/")
+
+
+def test_multipart_upload_assembles_the_parts(store):
+    client = s3_client(store, timeout=30)
+    key = f"it-{uuid.uuid4().hex[:8]}/multipart+part=1.bin"
+    upload = client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+    parts = [os.urandom(5 * 1024 * 1024), b"tail"]
+    etags = [
+        client.upload_part(Bucket=store.bucket, Key=key, UploadId=upload, PartNumber=n, Body=body)["ETag"]
+        for n, body in enumerate(parts, start=1)
+    ]
+    assert list_keys(store, key) == [], "an unfinished multipart upload must not be listed"
+    done = client.complete_multipart_upload(
+        Bucket=store.bucket,
+        Key=key,
+        UploadId=upload,
+        MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, start=1)]},
+    )
+    assert done["ETag"].strip('"').endswith("-2")
+    assert client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == b"".join(parts)
+    client.delete_object(Bucket=store.bucket, Key=key)
+
+
+def _start_slow_upload(settings: Settings, key: str) -> http.client.HTTPConnection:
+    """Send the headers and part of the body of a 10 MB PUT, then leave it hanging (the store is killed next)."""
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=10)
+    connection.putrequest("PUT", f"/{settings.bucket}/{quote(key, safe='/')}")
+    connection.putheader("Content-Length", str(10_000_000))
+    connection.endheaders()
+    connection.send(b"x" * 1_000_000)
+    return connection
+
+
+def _store_pid(settings: Settings) -> int:
+    info = process_states(settings).get("s3", {})
+    assert info.get("statename") == "RUNNING", f"s3 is {info.get('statename')}"
+    return int(info["pid"])
+
+
+def _wait_ready(settings: Settings, timeout: float = 120) -> float:
+    started = time.monotonic()
+    while True:
+        try:
+            ready(settings)
+            return time.monotonic() - started
+        except Exception:
+            if time.monotonic() - started > timeout:
+                raise
+            time.sleep(0.5)
+
+
+def test_objects_survive_a_kill_9_of_the_store(store):
+    run = uuid.uuid4().hex[:8]
+    objects = put_objects(store, run)
+    cut_key = sink_key(store, run, "pin", 0, 42)
+    connection = _start_slow_upload(store, cut_key)
+    partial = store_dir(store) / store.bucket / cut_key
+    deadline = time.monotonic() + 20
+    while not list(partial.parent.glob(partial.name + "-*")):  # the store is writing the body to a temporary file
+        assert time.monotonic() < deadline, "the store never started writing the slow upload"
+        time.sleep(0.2)
+    pid = _store_pid(store)
+    os.kill(pid, signal.SIGKILL)
+    connection.close()
+    time.sleep(2)  # supervisord restarts an unexpected exit itself; start it if it gave up
+    subprocess.run(
+        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(store)), "start", "s3"],
+        capture_output=True,
+        check=False,
+    )
+    restart_s = _wait_ready(store)
+    assert _store_pid(store) != pid
+    keys = list_keys(store, f"it-{run}/")
+    assert keys == sorted(objects), f"after the restart the store lists {set(keys) ^ set(objects)} differently"
+    client = s3_client(store)
+    for key, body in objects.items():
+        assert client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == body
+    quarantined = quarantine_dir(store) / store.bucket / f"it-{run}"
+    assert [p.name.startswith(cut_key.rsplit("/", 1)[1] + "-") for p in quarantined.rglob("*") if p.is_file()] == [
+        True
+    ], "the upload cut by the kill was not moved aside"
+    shutil.rmtree(quarantined)
+    delete_prefix(store, f"it-{run}/")
+    print(f"s3 store killed with SIGKILL; ready again {restart_s:.1f} s after the restart; {len(keys)} objects intact")
