@@ -60,6 +60,9 @@ verify: ## audit: every Kafka offset is in S3 exactly once
 batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)
 	@$(PY) -m spark_jobs.batch $(ARGS)
 
+dag-test: ## run today's DAG once (airflow dags test) against the running stack
+	@$(PY) -m services.airflow dag-test
+
 test: setup ## unit tests, then the stack and the integration tests
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory up

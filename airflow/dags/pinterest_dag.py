@@ -1,0 +1,55 @@
+"""The daily batch DAG (SPEC.md §7): wait for new objects in the bucket, run the batch job, check its nine results.
+
+Only wiring lives here (STYLE.md); what each task does is in `orchestration.tasks`, tested outside Airflow. The
+DAG id, bucket, retries and timeouts come from `pipeline.settings`. `PIPELINE_TARGET=local` runs the job with the
+project venv's spark-submit; `PIPELINE_TARGET=aws` submits it to Databricks (same DAG file).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import DAG
+
+from orchestration import tasks
+from pipeline.settings import get_settings
+
+settings = get_settings()
+
+with DAG(
+    dag_id=settings.dag_id,
+    description="Daily batch: new S3 objects -> Spark batch job -> nine analytics results",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=tasks.default_args(settings),
+    tags=["pinterest", "batch", settings.pipeline_target],
+) as dag:
+    wait_for_new_objects = PythonSensor(
+        task_id="wait_for_new_objects",
+        python_callable=tasks.wait_for_new_objects,
+        poke_interval=settings.airflow_sensor_poke_seconds,
+        timeout=settings.airflow_sensor_timeout_seconds,
+        mode="reschedule",
+        soft_fail=True,  # no new data today: skip the run instead of failing it
+    )
+
+    if settings.pipeline_target == "aws":
+        from airflow.providers.databricks.operators.databricks import DatabricksSubmitRunOperator
+
+        run_batch_job = DatabricksSubmitRunOperator(
+            task_id="run_batch_job", **tasks.databricks_submit_run_kwargs(settings)
+        )
+    else:
+        run_batch_job = PythonOperator(
+            task_id="run_batch_job",
+            python_callable=tasks.run_local_batch_job,
+            execution_timeout=tasks.BATCH_JOB_TIMEOUT,
+        )
+
+    check_results = PythonOperator(task_id="check_results", python_callable=tasks.check_results)
+
+    wait_for_new_objects >> run_batch_job >> check_results

@@ -1,0 +1,70 @@
+"""Loads airflow/dags with Airflow's own DagBag and prints what test_dag_integrity.py checks, as JSON.
+
+Run with the Airflow venv's python (Airflow is not in the project venv, DESIGN.md); the test starts it once for
+several scenarios, because importing Airflow is the slow part. Each scenario sets environment variables (the DAG
+reads its settings from them) and may render the batch task for a date: rendered, never executed.
+The facts are the last stdout line, after the `DAG_FACTS ` marker (Airflow logs to stdout too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from airflow.dag_processing.dagbag import DagBag
+
+from pipeline.settings import REPO_ROOT, get_settings
+
+
+def _task_facts(task) -> dict:
+    facts = {
+        "operator": type(task).__name__,
+        "retries": task.retries,
+        "retry_delay_seconds": task.retry_delay.total_seconds(),
+        "downstream": sorted(task.downstream_task_ids),
+    }
+    if hasattr(task, "poke_interval"):  # a sensor
+        facts.update(timeout=task.timeout, poke_interval=task.poke_interval, soft_fail=task.soft_fail, mode=task.mode)
+    return facts
+
+
+def scenario_facts(env: dict[str, str], render: str | None) -> dict:
+    os.environ.update(env)
+    get_settings.cache_clear()
+    bag = DagBag(dag_folder=REPO_ROOT / "airflow" / "dags")
+    dag = bag.dags.get(get_settings().dag_id)
+    facts: dict = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dags)}
+    if dag is None:
+        return facts
+    facts.update(
+        dag_id=dag.dag_id,
+        schedule=dag.schedule if isinstance(dag.schedule, str) else repr(dag.schedule),
+        catchup=dag.catchup,
+        max_active_runs=dag.max_active_runs,
+        tags=sorted(dag.tags),
+        fileloc=dag.fileloc,
+        tasks={task.task_id: _task_facts(task) for task in dag.tasks},
+    )
+    if render:
+        task = dag.get_task("run_batch_job")
+        context = {"ds": render}
+        task.render_template_fields(context=context)
+        # The exact payload DatabricksSubmitRunOperator would POST to /api/2.2/jobs/runs/submit.
+        facts["rendered"] = {"conn_id": task.databricks_conn_id, "payload": task._prepare_submit_json(context)}
+    return facts
+
+
+def main() -> None:
+    scenarios = json.loads(sys.argv[1])  # {name: {"env": {...}, "render": date or null}}
+    baseline = dict(os.environ)
+    results = {}
+    for name, scenario in scenarios.items():
+        os.environ.clear()
+        os.environ.update(baseline)
+        results[name] = scenario_facts(scenario["env"], scenario.get("render"))
+    print("DAG_FACTS " + json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main()
