@@ -221,6 +221,11 @@ class Settings(BaseSettings):
     def run_dir(self) -> Path:
         return self.state_dir / "run"
 
+    @property
+    def stream_status_file(self) -> Path:
+        """Progress of the streaming job's queries, rewritten every few seconds (its readiness probe reads it)."""
+        return self.run_dir / "stream-status.json"
+
     def boto3_client_kwargs(self, service: str) -> dict[str, str]:
         """Keyword arguments for `boto3.client(service, ...)`: region always, endpoint only when one is set."""
         kwargs = {"region_name": self.aws_region}

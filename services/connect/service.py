@@ -1,0 +1,104 @@
+"""Kafka Connect in distributed mode (one worker) running the project's S3 sink plugin.
+
+Same jars as the broker (<state>/jars/kafka, from services/kafka/fetch.sh); the plugin is built from
+services/s3_sink into <state>/jars/connect-plugins. Connectors are registered by provisioning
+(services/provision/kafka.py), not here. Ready when the REST API lists connectors and our plugin is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from pipeline.settings import Settings
+from services.kafka import service as kafka
+from services.runner import NotReady, Service
+
+SINK_CLASS = "pipeline.s3sink.S3SinkConnector"
+HEAP = ["-Xms256m", "-Xmx768m"]
+
+
+def plugins_dir(settings: Settings) -> Path:
+    return settings.state_dir / "jars" / "connect-plugins"
+
+
+def config_path(settings: Settings) -> Path:
+    return settings.run_dir / "connect" / "worker.properties"
+
+
+def rest_address(settings: Settings) -> tuple[str, int]:
+    url = urlsplit(settings.connect_url)
+    return url.hostname or settings.bind_host, url.port or 8083
+
+
+def worker_properties(settings: Settings) -> dict[str, str]:
+    host, port = rest_address(settings)
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "group.id": "pipeline-connect",
+        # Raw bytes in and out: the sink writes each record value as its JSON line (see JsonLines.java).
+        "key.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
+        "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
+        "config.storage.topic": "_connect-configs",
+        "offset.storage.topic": "_connect-offsets",
+        "status.storage.topic": "_connect-status",
+        "config.storage.replication.factor": "1",
+        "offset.storage.replication.factor": "1",
+        "status.storage.replication.factor": "1",
+        "offset.storage.partitions": "5",
+        "status.storage.partitions": "1",
+        # preCommit (which also uploads objects older than rotate.interval.ms) runs this often.
+        "offset.flush.interval.ms": "2000",
+        # One worker: give its tasks back at once after a crash instead of waiting for a lost member (5 min default).
+        "scheduled.rebalance.max.delay.ms": "0",
+        # A killed worker's sink consumer leaves the group after this, not after the 45 s default.
+        "consumer.session.timeout.ms": "10000",
+        "consumer.heartbeat.interval.ms": "3000",
+        # Bigger batches per put(): fewer Connect round trips per object of flush.size records.
+        "consumer.max.poll.records": "2000",
+        "listeners": f"http://{host}:{port}",
+        "rest.advertised.host.name": host,
+        "rest.advertised.port": str(port),
+        "plugin.path": str(plugins_dir(settings)),
+        # Plugins declare themselves in META-INF/services; skipping the reflective scan saves seconds at start.
+        "plugin.discovery": "service_load",
+    }
+
+
+def prepare(settings: Settings) -> None:
+    kafka.check_installed(settings)
+    if not any(plugins_dir(settings).glob("s3-sink/s3-sink-*.jar")):
+        raise SystemExit(f"S3 sink plugin missing in {plugins_dir(settings)}: run `bash services/kafka/fetch.sh`")
+    kafka.write_properties(config_path(settings), worker_properties(settings))
+
+
+def ready(settings: Settings) -> None:
+    base = settings.connect_url.rstrip("/")
+    try:
+        connectors = httpx.get(f"{base}/connectors", timeout=3)
+        plugins = httpx.get(f"{base}/connector-plugins", timeout=3)
+    except httpx.HTTPError as error:
+        raise NotReady(f"GET {base}/connectors failed: {error}") from error
+    if connectors.status_code != 200 or plugins.status_code != 200:
+        raise NotReady(f"GET {base}/connectors answered {connectors.status_code}: {connectors.text[:200]}")
+    if SINK_CLASS not in {plugin["class"] for plugin in plugins.json()}:
+        raise NotReady(f"Connect is up but the S3 sink plugin {SINK_CLASS} is not loaded from {plugins_dir(settings)}")
+
+
+def service(settings: Settings) -> Service:
+    _host, port = rest_address(settings)
+    return Service(
+        name="connect",
+        command=kafka.java_command(
+            settings, "org.apache.kafka.connect.cli.ConnectDistributed", str(config_path(settings)), heap=HEAP
+        ),
+        ports=(port,),
+        ready=ready,
+        where=f"{settings.connect_url} (Kafka Connect, plugin {SINK_CLASS})",
+        prepare=prepare,
+        depends_on=("kafka", "s3"),
+        ready_timeout=120,
+        stop_timeout=30,
+    )

@@ -1,0 +1,55 @@
+"""Generated configuration of the Kafka broker, the Connect worker and the S3 sink connector (no services needed)."""
+
+from pipeline.settings import load_settings
+from services.connect.service import worker_properties
+from services.kafka.service import server_properties
+from services.provision.kafka import connector_config, provision_connector, provision_topics
+
+
+def test_broker_is_a_single_kraft_node_on_the_configured_ports():
+    s = load_settings(kafka_bootstrap_servers="127.0.0.1:19092", kafka_controller_port=19093, kafka_partitions=5)
+    props = server_properties(s)
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:19093"
+    assert props["num.partitions"] == "5"
+    assert props["auto.create.topics.enable"] == "false"
+    assert props["log.dirs"].endswith("data/kafka")
+
+
+def test_worker_uses_raw_bytes_single_replica_topics_and_our_plugin_path():
+    props = worker_properties(load_settings(connect_url="http://127.0.0.1:18083"))
+    assert props["listeners"] == "http://127.0.0.1:18083"
+    assert props["value.converter"] == "org.apache.kafka.connect.converters.ByteArrayConverter"
+    assert {props[f"{t}.storage.replication.factor"] for t in ("config", "offset", "status")} == {"1"}
+    assert props["plugin.path"].endswith("jars/connect-plugins")
+    assert props["scheduled.rebalance.max.delay.ms"] == "0"
+
+
+def test_connector_config_targets_the_users_topics_and_bucket():
+    s = load_settings(pipeline_user_id="0a1b2c3d4e5f", s3_sink_flush_size=500, s3_sink_rotate_interval_ms=2000)
+    config = connector_config(s)
+    assert config["topics"] == "0a1b2c3d4e5f.pin,0a1b2c3d4e5f.geo,0a1b2c3d4e5f.user"
+    assert config["s3.bucket.name"] == "user-0a1b2c3d4e5f-bucket"
+    assert config["store.url"] == s.s3_endpoint_url
+    assert config["s3.path.style.access.enabled"] == "true"
+    assert (config["flush.size"], config["rotate.interval.ms"]) == ("500", "2000")
+    assert config["aws.access.key.id"] == "test"
+
+
+def test_connector_on_aws_uses_the_default_credentials_chain_and_no_endpoint(monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    config = connector_config(load_settings(pipeline_target="aws", aws_region="eu-west-1"))
+    assert config["store.url"] == "" and config["s3.path.style.access.enabled"] == "false"
+    assert "aws.access.key.id" not in config
+    assert config["s3.region"] == "eu-west-1"
+
+
+def test_dry_runs_contact_nothing_and_hide_secrets():
+    s = load_settings(
+        pipeline_user_id="0a1b2c3d4e5f", kafka_bootstrap_servers="127.0.0.1:1", connect_url="http://127.0.0.1:1"
+    )
+    assert len(provision_topics(s, dry_run=True)) == 3
+    (line,) = provision_connector(s, dry_run=True)
+    assert "0a1b2c3d4e5f-s3-sink" in line and "'aws.secret.access.key': '***'" in line
