@@ -68,8 +68,9 @@ test: setup ## unit tests, then the stack and the integration tests
 	@$(MAKE) --no-print-directory up
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: ## fast tests, no services
+test-unit: ## fast tests, no services (Python, then the S3 sink plugin's JUnit tests)
 	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+	@mvn -B -q -f services/s3_sink/pom.xml test
 
 test-integration: ## tests against the running stack (make up first)
 	@$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
