@@ -16,11 +16,14 @@ BURST ?=
 TARGET ?= auto
 CONCURRENCY ?=
 PYTEST_ARGS ?=
+# native | docker | auto (default: Docker Compose when a Docker engine answers, else native; see scripts/stack_mode.sh)
+STACK ?= auto
+STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) || exit 2
 
 EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
-.PHONY: help setup up down status clean distclean seed emulate provision verify batch dag-test \
+.PHONY: help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
 	test test-unit test-integration lint format bench
 
 help: ## list the commands
@@ -29,18 +32,28 @@ help: ## list the commands
 setup: ## install everything the stack needs (apt, virtualenvs, jars); idempotent
 	@scripts/setup.sh
 
-up: setup ## start the whole pipeline on this machine and provision its resources; idempotent
+up: ## start the whole pipeline and provision its resources; idempotent (Docker Compose if an engine answers; STACK=native|docker)
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then scripts/compose_up.sh; else $(MAKE) --no-print-directory up-native; fi \
+	  && mkdir -p $(STATE) && echo "$$mode" > $(STATE)/stack_mode
+
+up-native: setup
 	@$(PY) -m services.runner up
 	@$(PY) -m services.provision
 
 down: ## stop everything the stack started (data is kept)
-	@$(PY) -m services.runner down
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then docker compose down; else $(PY) -m services.runner down; fi \
+	  && rm -f $(STATE)/stack_mode
 
 status: ## what runs, where, and whether it answers
-	@$(PY) -m services.runner status
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then docker compose ps --all; else $(PY) -m services.runner status; fi
 
 clean: ## stop the stack and delete its data and logs (keeps virtualenvs and downloaded jars)
-	@$(PY) -m services.runner clean
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then docker compose down --volumes; else $(PY) -m services.runner clean; fi \
+	  && rm -f $(STATE)/stack_mode
 
 distclean: clean ## also delete virtualenvs and downloaded jars
 	rm -rf $(STATE)

@@ -33,4 +33,5 @@ export AIRFLOW_ADMIN_PASSWORD
 if [ "${1:-}" = "api-server" ]; then
   airflow db migrate
 fi
-exec /entrypoint "$@"
+# AIRFLOW_IMAGE_ENTRYPOINT: the image's own entry point (overridable for tests/unit/test_airflow_docker.py).
+exec "${AIRFLOW_IMAGE_ENTRYPOINT:-/entrypoint}" "$@"
