@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=[name for name, _ in STEPS], help="steps to run")
     args = parser.parse_args(argv)
     settings = get_settings()
-    print(f"provisioning for target={settings.pipeline_target} user={settings.pipeline_user_id}"
-          + (" (dry run)" if args.dry_run else ""))
+    print(
+        f"provisioning for target={settings.pipeline_target} user={settings.pipeline_user_id}"
+        + (" (dry run)" if args.dry_run else "")
+    )
     for name, target in STEPS:
         if args.only and name not in args.only:
             continue

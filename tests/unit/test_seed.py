@@ -1,4 +1,5 @@
 import collections
+import itertools
 import re
 
 import pytest
@@ -75,7 +76,7 @@ def test_pin_values_have_the_original_shapes(rows):
 
 def test_categories_come_in_blocks(rows):
     categories = column(rows, "pin", "category")
-    changes = sum(1 for a, b in zip(categories, categories[1:], strict=False) if a != b)
+    changes = sum(1 for a, b in itertools.pairwise(categories) if a != b)
     assert set(categories) == set(seed.CATEGORIES)
     assert changes == len(seed.CATEGORIES) - 1
     assert categories[0] == "art"
