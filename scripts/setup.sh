@@ -42,5 +42,6 @@ STATE_DIR="$STATE" spark_jobs/fetch_jars.sh
 STATE_DIR="$STATE" services/kafka/fetch.sh
 STATE_DIR="$STATE" services/s3/fetch.sh
 STATE_DIR="$STATE" services/localstack/install.sh
+STATE_DIR="$STATE" services/airflow/setup.sh
 scripts/bench/install_wrk.sh
 log "ready"

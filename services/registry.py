@@ -11,6 +11,7 @@ from services.mysql import service as mysql
 from services.rest_proxy import service as rest_proxy
 from services.runner import Service
 from services.s3 import service as s3
+from services.stream import service as stream
 
 
 def all_services(settings: Settings) -> list[Service]:
@@ -22,4 +23,5 @@ def all_services(settings: Settings) -> list[Service]:
         rest_proxy.service(settings),
         connect.service(settings),
         *airflow.services(settings),
+        stream.service(settings),
     ]

@@ -1,0 +1,43 @@
+"""The REST proxy as a native service: `python -m services.rest_proxy` under supervisord, after Kafka.
+
+Ready means a real `GET /v3/clusters` answered 200 with a cluster id, which the proxy only gets from a metadata
+request to the broker; so "ready" proves both the HTTP server and its way to Kafka.
+"""
+
+from __future__ import annotations
+
+import sys
+from urllib.parse import urlsplit
+
+import httpx
+
+from pipeline.settings import REPO_ROOT, Settings
+from services.runner import NotReady, Service
+
+
+def ready(settings: Settings) -> None:
+    url = f"{settings.rest_proxy_url.rstrip('/')}/v3/clusters"
+    try:
+        response = httpx.get(url, timeout=5)
+    except httpx.HTTPError as error:
+        raise NotReady(f"GET {url} failed: {error}") from error
+    if response.status_code != 200:
+        raise NotReady(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+    clusters = response.json().get("data") or []
+    if not clusters or not clusters[0].get("cluster_id"):
+        raise NotReady(f"GET {url} listed no cluster: {response.text[:200]}")
+
+
+def service(settings: Settings) -> Service:
+    port = urlsplit(settings.rest_proxy_url).port or 8082
+    return Service(
+        name="rest_proxy",
+        command=[sys.executable, "-m", "services.rest_proxy"],
+        ports=(port,),
+        ready=ready,
+        where=f"{settings.rest_proxy_url} (Confluent REST Proxy API v2/v3; OpenAPI at /openapi.json)",
+        depends_on=("kafka",),
+        directory=REPO_ROOT,
+        ready_timeout=60,
+        stop_timeout=20,
+    )
