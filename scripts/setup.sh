@@ -44,4 +44,5 @@ STATE_DIR="$STATE" services/s3/fetch.sh
 STATE_DIR="$STATE" services/localstack/install.sh
 STATE_DIR="$STATE" services/airflow/setup.sh
 scripts/bench/install_wrk.sh
+scripts/install_chromium.sh
 log "ready"

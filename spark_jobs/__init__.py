@@ -1,0 +1,1 @@
+"""The processing side: Spark batch and streaming jobs sharing one set of cleaning functions (cleaning.py)."""

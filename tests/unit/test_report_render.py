@@ -1,0 +1,65 @@
+"""report.html renders in headless Chromium with every query's section, table and chart; the screenshot goes to
+test-artifacts/ for a human to look at. The results come from the DuckDB reference on generated files, so this
+test needs no Spark. Chromium comes from scripts/install_chromium.sh (CI runs it)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.settings import REPO_ROOT, TABLES
+from spark_jobs import duckdb_reference
+from spark_jobs.queries import QUERIES
+from spark_jobs.report import render_report
+from spark_jobs.synthetic import write_topic_files
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    write_topic_files(root, "7e57c0de0001", posts=2_000, seed=3)
+    connection = duckdb.connect()
+    globs = {t: f"{root}/topics/7e57c0de0001.{t}/partition=*/*.json" for t in TABLES}
+    counts = duckdb_reference.tables(connection, globs)
+    frames = {name: connection.sql(sql).df() for name, sql in duckdb_reference.QUERIES.items()}
+    path = root / "report.html"
+    path.write_text(render_report(frames, counts, "test run"), encoding="utf-8")
+    return path
+
+
+def test_report_has_every_query_with_a_chart(report):
+    page = report.read_text()
+    for name in QUERIES:
+        section = re.search(rf'<section id="{name}">(.*?)</section>', page, re.S)
+        assert section, name
+        assert "<table>" in section.group(1) and 'src="data:image/png;base64,' in section.group(1), name
+    assert "quarantined" in page and "duplicates_dropped" in page
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run scripts/install_chromium.sh")
+def test_report_renders_in_headless_chromium(report):
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "batch_report.png"
+    screenshot.unlink(missing_ok=True)
+    common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"]
+    dom = subprocess.run(
+        [CHROMIUM, *common, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=180, check=True
+    ).stdout
+    for name in QUERIES:  # what the browser built, not only what we wrote
+        assert f'<section id="{name}">' in dom, name
+    assert dom.count("<img") == len(QUERIES)
+    subprocess.run(
+        [CHROMIUM, *common, f"--screenshot={screenshot}", "--window-size=1280,6000", report.as_uri()],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
+    assert screenshot.stat().st_size > 10_000

@@ -1,0 +1,35 @@
+"""The Spark session's S3A wiring per target, and the batch job's input layout (no JVM needed)."""
+
+from __future__ import annotations
+
+from pipeline.settings import load_settings
+from spark_jobs.batch import input_glob
+from spark_jobs.session import base_conf, s3a_conf
+
+
+def test_local_target_uses_the_local_s3_endpoint_path_style_and_test_credentials():
+    conf = s3a_conf(load_settings(pipeline_target="local", aws_endpoint_url_s3="http://127.0.0.1:9000"))
+    assert conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert conf["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert (conf["spark.hadoop.fs.s3a.access.key"], conf["spark.hadoop.fs.s3a.secret.key"]) == ("test", "test")
+
+
+def test_aws_target_has_no_endpoint_and_uses_the_default_credential_chain():
+    conf = s3a_conf(load_settings(pipeline_target="aws", aws_region="eu-west-1"))
+    assert conf["spark.hadoop.fs.s3a.endpoint.region"] == "eu-west-1"
+    assert not any(key.endswith(("endpoint", "access.key", "secret.key", "credentials.provider")) for key in conf)
+
+
+def test_master_is_left_to_spark_submit_when_not_given():
+    settings = load_settings()
+    assert "spark.master" not in base_conf(settings, None, with_jars=False)
+    local = base_conf(settings, "local[2]", with_jars=False)
+    assert local["spark.master"] == "local[2]" and local["spark.sql.session.timeZone"] == "UTC"
+
+
+def test_input_glob_follows_the_sink_layout():
+    settings = load_settings(pipeline_user_id="7e57c0de0001")
+    assert input_glob("s3a://b", settings, "pin") == "s3a://b/topics/7e57c0de0001.pin/partition=*/*.json"
+    assert input_glob("/data/x/", settings, "geo") == "/data/x/topics/7e57c0de0001.geo/partition=*/*.json"
+    assert input_glob("/d/{topic}/*.json", settings, "user") == "/d/7e57c0de0001.user/*.json"
