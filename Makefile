@@ -23,7 +23,7 @@ STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) ||
 EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
-.PHONY: help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
+.PHONY: stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
 	test test-unit test-integration lint format bench
 
 help: ## list the commands
@@ -72,6 +72,12 @@ verify: ## audit: every Kafka offset is in S3 exactly once
 
 batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)
 	@$(PY) -m spark_jobs.batch $(ARGS)
+
+stream: ## start the streaming job (Kinesis -> Delta tables) under the runner; make stream-stop stops it
+	@$(PY) -m services.runner up --only stream
+
+stream-stop: ## stop the streaming job cleanly (the next start continues exactly-once)
+	@$(VENV)/bin/supervisorctl -c $(STATE)/run/supervisord.conf stop stream
 
 dag-test: ## run today's DAG once (airflow dags test) against the running stack
 	@$(PY) -m services.airflow dag-test

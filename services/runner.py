@@ -42,6 +42,10 @@ class Service:
     directory: Path | None = None
     ready_timeout: float = 60.0
     stop_timeout: int = 15
+    # Started only when named with --only (e.g. the streaming job: `make stream`), never by a plain `up`.
+    on_demand: bool = False
+    # supervisor's stopsignal; the streaming job uses INT, which its Spark JVM ignores, so the driver stops cleanly.
+    stop_signal: str = "TERM"
 
 
 def log_file(settings: Settings, name: str) -> Path:
@@ -103,6 +107,7 @@ def write_supervisor_config(settings: Settings, services: list[Service]) -> Path
             "startsecs=1",
             "startretries=1",
             f"stopwaitsecs={service.stop_timeout}",
+            *([f"stopsignal={service.stop_signal}"] if service.stop_signal != "TERM" else []),
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
@@ -339,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"unknown service(s): {', '.join(sorted(unknown))}")
         services = [s for s in services if s.name in args.only]
+    else:
+        running = {name for name, info in process_states(settings).items() if info["statename"] == "RUNNING"}
+        services = [s for s in services if not s.on_demand or s.name in running]
     if args.command == "up":
         up(settings, configured, services)
     elif args.command == "down":

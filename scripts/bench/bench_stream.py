@@ -1,0 +1,226 @@
+"""Benchmark: the streaming path's sustained rate and PUT-to-readable latency (issue goal: p95 < 5 s at 100 records/s,
+1 s trigger).
+
+    .state/venv/bin/python scripts/bench/bench_stream.py [--rate 100] [--seconds 60] [--no-append]
+
+Uses its own user id (`7e57c0deb006`) with freshly created streams and a temporary warehouse, so it touches no user
+data. Starts `python -m spark_jobs.stream` (trigger 1 s) and waits until its three queries run, then PUTs records at
+`--rate` records/s in total, spread over pin/geo/user, through the API Gateway (`PUT <invoke>/streams/<s>/record`,
+the emulator's path; straight PutRecord when no gateway is provisioned). Each record's `ind` is unique, so a poller
+that reads the Delta logs every 0.2 s (new `add` files, read with pyarrow) sees when each record became readable.
+Latency = first seen in a committed Delta version - PUT answered. Results go to stdout and, unless --no-append, to
+docs/BENCHMARKS.md under "Streaming".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import boto3  # noqa: E402
+import httpx  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from botocore.exceptions import WaiterError  # noqa: E402
+
+from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
+from services.provision.aws import provision_streams  # noqa: E402
+
+BENCH_USER_ID = "7e57c0deb006"
+BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
+SECTION = "## Streaming"
+SAMPLES = REPO / "tests" / "unit" / "data" / "samples"
+HEADER = (
+    "| date (UTC) | path | offered rate | records | sustained records/s | latency p50 | latency p95 | max "
+    "| trigger | machine |\n|---|---|---|---|---|---|---|---|---|---|\n"
+)
+NOTE = (
+    "`scripts/bench/bench_stream.py --rate R --seconds S`: records PUT at R records/s in total (pin/geo/user in\n"
+    "turn) for S seconds; the streaming job (`local[2]`, 1 s trigger) appends them to Delta. Latency: from the PUT's\n"
+    "answer to the record being readable in a committed Delta version (log polled every 0.2 s). Sustained rate:\n"
+    "records landed / (last landing - first PUT). The load average shows how busy the shared machine was."
+)
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024**2:.0f} GB RAM, load average {os.getloadavg()[0]:.1f}"
+
+
+def fresh_streams(kinesis, settings: Settings) -> None:
+    """Delete the bench's streams and create them again, empty (provisioning code, retried: kinesis-mock may not
+    list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter)."""
+    for name in settings.streams:
+        try:
+            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+            kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
+        except kinesis.exceptions.ResourceNotFoundException:
+            pass
+    for attempt in range(5):
+        try:
+            provision_streams(settings, dry_run=False)
+            return
+        except WaiterError:
+            time.sleep(2 + attempt)
+    provision_streams(settings, dry_run=False)
+
+
+class DeltaPoller:
+    """Reads the new `add` files of each table's Delta log every `period` s and notes when each `ind` first shows."""
+
+    def __init__(self, warehouse: Path, settings: Settings, period: float = 0.2) -> None:
+        self.logs = {t: warehouse / settings.delta_table(t) / "_delta_log" for t in TABLES}
+        self.seen: dict[tuple[str, int], float] = {}
+        self.read_commits: set[Path] = set()
+        self.period = period
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for table, log in self.logs.items():
+                for commit in sorted(log.glob("*.json")) if log.is_dir() else []:
+                    if commit in self.read_commits:
+                        continue
+                    now = time.time()
+                    self.read_commits.add(commit)
+                    for line in commit.read_text().splitlines():
+                        add = json.loads(line).get("add")
+                        if add:
+                            for ind in (
+                                pq.read_table(log.parent / add["path"], columns=["ind"]).column("ind").to_pylist()
+                            ):
+                                self.seen.setdefault((table, ind), now)
+            time.sleep(self.period)
+
+
+def put_records(settings: Settings, rate: float, seconds: float) -> tuple[dict[tuple[str, int], float], str]:
+    """PUT `rate` records/s for `seconds`; returns {(table, ind): time the PUT was answered} and the path used."""
+    invoke_url = load_settings().resolved_invoke_url()
+    samples = {
+        t: [json.loads(line) for line in (SAMPLES / f"original_{t}.jsonl").read_text().splitlines()] for t in TABLES
+    }
+    put_at: dict[tuple[str, int], float] = {}
+    kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
+    client = httpx.Client(timeout=30)
+
+    def send(i: int) -> None:
+        table = TABLES[i % 3]
+        row = dict(samples[table][i % len(samples[table])])
+        row["index" if table == "pin" else "ind"] = i
+        stream = settings.stream(table)
+        if invoke_url:
+            body = {"StreamName": stream, "Data": row, "PartitionKey": str(i)}
+            response = client.put(f"{invoke_url}/streams/{stream}/record", json=body)
+            response.raise_for_status()
+        else:
+            kinesis.put_record(StreamName=stream, Data=json.dumps(row).encode(), PartitionKey=str(i))
+        put_at[(table, i)] = time.time()
+
+    total = int(rate * seconds)
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for i in range(total):
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(send, i)
+    return put_at, ("API Gateway -> Kinesis" if invoke_url else "PutRecord")
+
+
+def append_result(row: str) -> None:
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    if SECTION not in text:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{NOTE}\n\n{HEADER}"
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    end = len(text) if end == -1 else end
+    section = text[start:end].rstrip("\n") + "\n" + row + "\n"
+    BENCHMARKS.write_text(text[:start] + section + ("\n" + text[end:].lstrip("\n") if end < len(text) else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0, help="records per second, all streams together")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--no-append", action="store_true")
+    args = parser.parse_args()
+    settings = load_settings(pipeline_user_id=BENCH_USER_ID)
+    kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
+    fresh_streams(kinesis, settings)
+    work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    warehouse, status = work / "warehouse", work / "status.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_USER_ID": BENCH_USER_ID, "SPARK_LOCAL_IP": "127.0.0.1"}
+    command = [sys.executable, "-m", "spark_jobs.stream", "--warehouse", str(warehouse), "--status-file", str(status)]
+    print(f"bench_stream: starting the streaming job ({work})", flush=True)
+    with open(work / "job.log", "w") as log:
+        job = subprocess.Popen(
+            [*command, "--trigger-seconds", "1"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    poller = DeltaPoller(warehouse, settings)
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            if job.poll() is not None:
+                raise SystemExit(f"the streaming job exited early; see {work / 'job.log'}")
+            if status.exists() and sum(q["active"] for q in json.loads(status.read_text())["queries"]) == 3:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the streaming job did not start its queries in 900 s")
+            time.sleep(1)
+        print("bench_stream: queries running; sending", flush=True)
+        threading.Thread(target=poller.run, daemon=True).start()
+        put_at, path = put_records(settings, args.rate, args.seconds)
+        wait_until = time.monotonic() + 120
+        while len(poller.seen) < len(put_at) and time.monotonic() < wait_until:
+            time.sleep(0.5)
+    finally:
+        poller.stop.set()
+        job.terminate()
+        try:
+            job.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            job.kill()
+    latencies = sorted(poller.seen[key] - put_at[key] for key in put_at if key in poller.seen)
+    landed = len(latencies)
+    if not landed:
+        raise SystemExit(f"no record landed; see {work / 'job.log'}")
+    span = max(poller.seen.values()) - min(put_at.values())
+    quantiles = statistics.quantiles(latencies, n=100) if landed > 1 else latencies * 99
+    p50, p95 = quantiles[49], quantiles[94]
+    print(
+        f"bench_stream: {landed}/{len(put_at)} records landed via {path}; sustained {landed / span:.1f} records/s; "
+        f"latency p50 {p50:.2f} s, p95 {p95:.2f} s, max {latencies[-1]:.2f} s"
+    )
+    row = (
+        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {path} | {args.rate:.0f}/s for {args.seconds:.0f} s | "
+        f"{landed}/{len(put_at)} | {landed / span:.1f} | {p50:.2f} s | {p95:.2f} s | {latencies[-1]:.2f} s | 1 s | "
+        f"{machine()} |"
+    )
+    if not args.no_append:
+        append_result(row)
+    return 0 if landed == len(put_at) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

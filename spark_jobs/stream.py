@@ -1,0 +1,357 @@
+"""The streaming job: Kinesis streams `streaming-<id>-pin|geo|user` -> cleaned Delta tables `<id>_<table>_table`.
+
+    python -m spark_jobs.stream [--warehouse PATH] [--trigger-seconds 1] [--until-idle SECONDS] [--tables pin ...]
+
+Three queries, one per table, each with its own checkpoint (`<warehouse>/_checkpoints/<table>`), read the
+`kinesis` source (spark_jobs/kinesis_source.py), parse `data` with the SPEC.md schemas and clean it with the very
+functions the batch job uses (spark_jobs/cleaning.py). Each micro-batch appends the cleaned rows, with lineage
+columns `shard_id, sequence_number, arrival_time`, to the table's Delta table and the records that fail to parse,
+with the reason, to `<id>_stream_quarantine_table`. Tables live under `s3a://<bucket>/delta/<name>` (or
+`--warehouse`) and are registered in the session catalog by name; any other session can read them by path or call
+`register_tables`.
+
+Exactly-once, also across `kill -9`: the source replays a logged micro-batch with exactly the same records (offsets
+are concrete sequence numbers), and both Delta writes of a batch carry `txnAppId` = the query's id (kept in its
+checkpoint) and `txnVersion` = the batch id, so Delta skips a batch it already committed. Why foreachBatch rather
+than a plain Delta sink: one read of Kinesis feeds two tables (clean rows and quarantine) atomically per table.
+
+No de-duplication here, deliberately: SPEC.md §6 asks for every Kinesis record exactly once, and a post the emulator
+re-sends is a new Kinesis record (new sequence number). The batch job's `drop_duplicate_records` is for analytics;
+readers wanting one row per post apply it (or a MERGE) to these tables.
+
+`--until-idle N` stops once every query has seen no new record for N seconds (tests, benchmarks); without it the
+job runs until SIGINT or SIGTERM (`make stream-stop` sends SIGINT, which the Spark JVM ignores), then stops the
+queries cleanly. A status file (`state/run/stream-status.json`) is rewritten every few seconds with each query's
+progress; the runner's readiness probe reads it. A query that fails (e.g. its Python worker missed Spark's fixed
+10 s connect-back window on a loaded machine) is restarted up to 5 times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.types import StructType
+
+from pipeline.settings import REPO_ROOT, TABLES, Settings, get_settings
+from spark_jobs import cleaning
+from spark_jobs.kinesis_source import SCHEMA as KINESIS_SCHEMA
+from spark_jobs.kinesis_source import KinesisDataSource
+from spark_jobs.session import build_spark, require_jars
+
+LINEAGE_COLUMNS = ("shard_id", "sequence_number", "arrival_time")
+QUARANTINE_COLUMNS = ("source_table", "value", "reason", *LINEAGE_COLUMNS, "stream")
+STATUS_INTERVAL_SECONDS = 2.0
+# Spark cannot lengthen its 10 s wait for a Python worker to connect back; on a loaded machine a query may fail
+# to start and is retried.
+MAX_QUERY_RESTARTS = 5
+STREAM_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.driver.memory": "1g",
+    # A progress event per idle trigger keeps the status file (and --until-idle) current.
+    "spark.sql.streaming.noDataProgressEventInterval": "1000",
+    "spark.sql.streaming.stopTimeout": "30000",
+    # Delta rebuilds table state with 50 shuffle partitions by default: far too many for small micro-batches.
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.ui.showConsoleProgress": "false",
+}
+
+
+def quarantine_table_name(settings: Settings) -> str:
+    return f"{settings.pipeline_user_id}_stream_quarantine_table"
+
+
+def table_path(warehouse: str, name: str) -> str:
+    return f"{warehouse.rstrip('/')}/{name}"
+
+
+# --- transformations (pure DataFrame -> DataFrame) --------------------------------------------------------------
+def kinesis_records(df: DataFrame) -> DataFrame:
+    """The source's columns -> `value` (the record's JSON text) plus lineage, the input cleaning.py expects."""
+    return df.select(
+        F.col("data").cast("string").alias(cleaning.VALUE_COLUMN),
+        F.col("shardId").alias("shard_id"),
+        F.col("sequenceNumber").alias("sequence_number"),
+        F.col("approximateArrivalTimestamp").alias("arrival_time"),
+        F.col("stream"),
+    )
+
+
+def clean_rows(flagged: DataFrame, table: str) -> DataFrame:
+    """Valid records, cleaned exactly as the batch job cleans them, with the lineage columns last."""
+    cleaned = cleaning.valid_records(flagged).transform(cleaning.clean, table)
+    return cleaned.select(*cleaning.CLEAN_COLUMNS[table], *LINEAGE_COLUMNS)
+
+
+def quarantine_rows(flagged: DataFrame, table: str) -> DataFrame:
+    return cleaning.quarantined_records(flagged, table).select(
+        F.lit(table).alias("source_table"), *QUARANTINE_COLUMNS[1:]
+    )
+
+
+def output_schemas(spark: SparkSession, table: str) -> tuple[StructType, StructType]:
+    """(clean table schema, quarantine schema), derived from the transformations themselves."""
+    empty = kinesis_records(spark.createDataFrame([], KINESIS_SCHEMA))
+    flagged = cleaning.parse_and_flag(empty, table)
+    return clean_rows(flagged, table).schema, quarantine_rows(flagged, table).schema
+
+
+# --- tables -----------------------------------------------------------------------------------------------------
+def ensure_table(spark: SparkSession, name: str, path: str, schema: StructType) -> None:
+    """Create the Delta table at `path` if missing and register `name` for it in this session's catalog."""
+    from delta.tables import DeltaTable
+
+    DeltaTable.createIfNotExists(spark).tableName(name).location(path).addColumns(schema).execute()
+
+
+def register_tables(spark: SparkSession, settings: Settings, warehouse: str) -> dict[str, str]:
+    """Make the streaming tables readable by name in `spark` (for other jobs, notebooks, tests): name -> path."""
+    names = [settings.delta_table(t) for t in TABLES] + [quarantine_table_name(settings)]
+    registered = {}
+    for name in names:
+        path = table_path(warehouse, name)
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{path}'")
+        registered[name] = path
+    return registered
+
+
+# --- queries ----------------------------------------------------------------------------------------------------
+class BatchWriter:
+    """foreachBatch body for one table: parse once, append clean rows and quarantined rows idempotently."""
+
+    def __init__(self, table: str, table_path_: str, quarantine_path: str, checkpoint: str) -> None:
+        self.table, self.table_path, self.quarantine_path, self.checkpoint = (
+            table,
+            table_path_,
+            quarantine_path,
+            checkpoint,
+        )
+        self.query_id: str | None = None
+
+    def _app_id(self, spark: SparkSession) -> str:
+        # The query id lives in the checkpoint, so it survives restarts and changes when the checkpoint is reset.
+        if self.query_id is None:
+            metadata = spark.read.text(f"{self.checkpoint}/metadata").first()
+            self.query_id = json.loads(metadata[0])["id"]
+        return f"stream-{self.table}-{self.query_id}"
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        flagged = cleaning.parse_and_flag(batch, self.table).persist()
+        try:
+            counts = dict(flagged.groupBy(F.col(cleaning.REASON_COLUMN).isNull().alias("ok")).count().collect())
+            if not counts:
+                return
+            app_id = self._app_id(batch.sparkSession)
+            for ok, frame, path in (
+                (True, clean_rows(flagged, self.table), self.table_path),
+                (False, quarantine_rows(flagged, self.table), self.quarantine_path),
+            ):
+                if counts.get(ok):
+                    (
+                        frame.write.format("delta")
+                        .mode("append")
+                        .option("txnAppId", app_id)
+                        .option("txnVersion", batch_id)
+                        .save(path)
+                    )
+        finally:
+            flagged.unpersist()
+
+
+def start_query(
+    spark: SparkSession, settings: Settings, table: str, warehouse: str, checkpoints: str, args: argparse.Namespace
+) -> StreamingQuery:
+    checkpoint = f"{checkpoints.rstrip('/')}/{table}"
+    writer = BatchWriter(
+        table,
+        table_path(warehouse, settings.delta_table(table)),
+        table_path(warehouse, quarantine_table_name(settings)),
+        checkpoint,
+    )
+    source = (
+        spark.readStream.format("kinesis")
+        .option("streamName", settings.stream(table))
+        .option("region", settings.aws_region)
+        .option("initialPosition", args.initial_position)
+    )
+    if args.timestamp:
+        source = source.option("timestamp", args.timestamp)
+    if settings.aws_endpoint_url:
+        source = source.option("endpointUrl", settings.aws_endpoint_url)
+    return (
+        source.load()
+        .transform(kinesis_records)
+        .writeStream.queryName(f"stream_{table}")
+        .option("checkpointLocation", checkpoint)
+        .trigger(processingTime=f"{args.trigger_seconds} seconds")
+        .foreachBatch(writer)
+        .start()
+    )
+
+
+def query_status(query: StreamingQuery) -> dict[str, object]:
+    progress = query.lastProgress or {}
+    return {
+        "name": query.name,
+        "id": str(query.id),
+        "active": query.isActive,
+        "batch_id": progress.get("batchId"),
+        "input_rows": progress.get("numInputRows"),
+        "input_rows_per_second": progress.get("inputRowsPerSecond"),
+        "processed_rows_per_second": progress.get("processedRowsPerSecond"),
+        "trigger_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+        "progress_at": progress.get("timestamp"),
+    }
+
+
+def write_status(path: Path, queries: list[StreamingQuery]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    status = {
+        "pid": os.getpid(),
+        "updated_at": datetime.now(UTC).isoformat(),
+        "queries": [query_status(q) for q in queries],
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(status, indent=2))
+    temporary.replace(path)
+
+
+def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
+    spark.dataSource.register(KinesisDataSource)
+    warehouse = args.warehouse
+    checkpoints = args.checkpoints or f"{warehouse.rstrip('/')}/_checkpoints"
+    for table in args.tables:
+        clean_schema, quarantine_schema = output_schemas(spark, table)
+        ensure_table(
+            spark, settings.delta_table(table), table_path(warehouse, settings.delta_table(table)), clean_schema
+        )
+    ensure_table(
+        spark,
+        quarantine_table_name(settings),
+        table_path(warehouse, quarantine_table_name(settings)),
+        quarantine_schema,
+    )
+
+    def start(table: str) -> StreamingQuery:
+        return start_query(spark, settings, table, warehouse, checkpoints, args)
+
+    path = Path(args.status_file) if args.status_file else settings.stream_status_file
+    queries = {}
+    for table in args.tables:  # one at a time: each start launches a Python worker that must connect back in 10 s
+        queries[table] = start(table)
+        wait_for_first_trigger(queries[table])
+        write_status(path, list(queries.values()))
+    print(
+        f"stream: {len(queries)} queries running ({', '.join(settings.stream(t) for t in args.tables)} -> "
+        f"{warehouse}), trigger {args.trigger_seconds} s",
+        flush=True,
+    )
+
+    stopping = {"flag": False}
+
+    def request_stop(signum, _frame) -> None:
+        print(f"stream: signal {signum}, stopping the queries", flush=True)
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    started = time.monotonic()
+    last_rows_at = dict.fromkeys(queries, started)
+    counted: dict[str, set[str]] = {table: set() for table in queries}
+    totals = dict.fromkeys(queries, 0)
+    restarts = dict.fromkeys(queries, 0)
+    exit_code = 0
+    while not stopping["flag"]:
+        time.sleep(STATUS_INTERVAL_SECONDS / 4)
+        for table, query in list(queries.items()):
+            if query.isActive:
+                continue
+            error = query.exception()
+            if restarts[table] >= MAX_QUERY_RESTARTS:
+                print(f"stream: query {query.name} failed {restarts[table]} times, giving up: {error}", file=sys.stderr)
+                stopping["flag"], exit_code = True, 1
+                break
+            # Safe: the checkpoint and the idempotent Delta writes make a restarted query continue exactly-once.
+            restarts[table] += 1
+            print(f"stream: query {query.name} stopped ({error}); restart {restarts[table]}", file=sys.stderr)
+            queries[table] = start(table)
+        for table, query in queries.items():
+            for progress in query.recentProgress:
+                key = f"{progress['runId']}/{progress['batchId']}"
+                if progress["numInputRows"] and key not in counted[table]:
+                    counted[table].add(key)
+                    last_rows_at[table] = time.monotonic()
+                    totals[table] += progress["numInputRows"]
+        write_status(path, list(queries.values()))
+        idle = all(
+            (q.lastProgress or {}).get("numInputRows") == 0 and time.monotonic() - last_rows_at[t] >= args.until_idle
+            for t, q in queries.items()
+        )
+        if args.until_idle and idle:
+            print(f"stream: no new records for {args.until_idle} s, stopping", flush=True)
+            break
+    for query in queries.values():
+        query.stop()
+    write_status(path, list(queries.values()))
+    print(f"stream: stopped after {time.monotonic() - started:.0f} s; records read {totals}", flush=True)
+    return exit_code
+
+
+def wait_for_first_trigger(query: StreamingQuery, timeout: float = 300.0) -> None:
+    """Block until the query has planned its first trigger (or stopped): staggers the Python workers' start."""
+    deadline = time.monotonic() + timeout
+    while query.isActive and query.lastProgress is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.stream", description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", default=f"s3a://{settings.bucket}/delta", help="root of the Delta tables")
+    parser.add_argument("--checkpoints", default=None, help="checkpoint root (default: <warehouse>/_checkpoints)")
+    parser.add_argument("--trigger-seconds", type=float, default=1.0, help="micro-batch interval (default 1 s)")
+    parser.add_argument(
+        "--initial-position",
+        default="earliest",
+        choices=["earliest", "latest", "at_timestamp"],
+        help="where a query without a checkpoint starts (default earliest: nothing already in the stream is lost)",
+    )
+    parser.add_argument("--timestamp", default=None, help="for at_timestamp: ISO 8601 or epoch seconds")
+    parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
+    parser.add_argument("--until-idle", type=float, default=0, help="stop after this many seconds without records")
+    parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
+    parser.add_argument("--status-file", default=None, help="progress file (default: state/run/stream-status.json)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    args = parse_args(argv, settings)
+    require_jars(settings, [args.warehouse, args.checkpoints or ""])
+    # Python workers (the Kinesis reader runs in them) need this venv's interpreter and the project on their path.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    spark = build_spark(
+        "pinterest-stream",
+        settings,
+        master=args.master or os.environ.get("SPARK_MASTER") or "local[2]",
+        extra_conf=STREAM_CONF,
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        return run(spark, settings, args)
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The streaming path against the running stack: Kinesis (LocalStack) -> `python -m spark_jobs.stream` -> Delta.
+
+The tests own a user id of their own (`7e57c0de0006`) and recreate its three streams, so the records in them are
+exactly the records the test wrote and every count can be compared exactly. Ground truth is Kinesis itself: every
+record is read back with boto3 and must be in its Delta table (or the quarantine table) exactly once, keyed by
+shard + sequence number, with the record's content. Tables are read through their Delta logs (add actions) with
+pyarrow, so checking needs no second Spark session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+from botocore.exceptions import WaiterError
+
+from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
+from services.provision.aws import provision_streams
+
+STREAM_USER_ID = "7e57c0de0006"
+SAMPLES = REPO_ROOT / "tests" / "unit" / "data" / "samples"
+JOB_TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def stream_settings(stack) -> Settings:
+    stack("localstack")
+    return load_settings(pipeline_user_id=STREAM_USER_ID)
+
+
+@pytest.fixture(scope="module")
+def kinesis(stream_settings):
+    return boto3.client("kinesis", **stream_settings.boto3_client_kwargs("kinesis"))
+
+
+def recreate_streams(kinesis, settings: Settings) -> None:
+    """Empty streams for the test user: delete, then the provisioning step (retried: kinesis-mock may not list a
+    stream for a moment after CreateStream, which fails boto3's StreamExists waiter)."""
+    for name in settings.streams:
+        try:
+            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+            kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        except kinesis.exceptions.ResourceNotFoundException:
+            pass
+    for attempt in range(5):
+        try:
+            provision_streams(settings, dry_run=False)
+            return
+        except WaiterError:
+            time.sleep(2 + attempt)
+    provision_streams(settings, dry_run=False)
+
+
+def source_rows(table: str) -> list[dict]:
+    """Rows in the original's wire form (the samples taken from public copies of the original data)."""
+    path = SAMPLES / f"original_{table}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def put_direct(kinesis, settings: Settings, per_table: int | None = None) -> int:
+    """PutRecords the sample rows (plus one record that is not JSON) into each stream; returns the record count."""
+    total = 0
+    for table in TABLES:
+        rows = source_rows(table)[:per_table]
+        records = [{"Data": json.dumps(r).encode(), "PartitionKey": str(r.get("ind", r.get("index")))} for r in rows]
+        records.append({"Data": b"{not json", "PartitionKey": "broken"})
+        response = kinesis.put_records(StreamName=settings.stream(table), Records=records)
+        assert response["FailedRecordCount"] == 0
+        total += len(records)
+    return total
+
+
+def kinesis_truth(kinesis, settings: Settings) -> dict[str, dict[tuple[str, str], bytes]]:
+    """Every record in each stream, read straight from Kinesis: table -> {(shard, sequence): data}."""
+    truth: dict[str, dict[tuple[str, str], bytes]] = {}
+    for table in TABLES:
+        records: dict[tuple[str, str], bytes] = {}
+        stream = settings.stream(table)
+        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
+            iterator = kinesis.get_shard_iterator(
+                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            while iterator:
+                response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+                for record in response["Records"]:
+                    records[(shard["ShardId"], record["SequenceNumber"])] = record["Data"]
+                if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+                    break
+                iterator = response.get("NextShardIterator")
+        truth[table] = records
+    return truth
+
+
+def delta_rows(path: Path) -> list[dict]:
+    """Rows of an append-only Delta table: the files its log adds (and does not remove), read with pyarrow."""
+    log = path / "_delta_log"
+    if not log.is_dir():
+        return []
+    added: set[str] = set()
+    for commit in sorted(log.glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                added.add(action["add"]["path"])
+            elif "remove" in action:
+                added.discard(action["remove"]["path"])
+    rows: list[dict] = []
+    for name in sorted(added):
+        rows += pq.read_table(path / name).to_pylist()
+    return rows
+
+
+def job_command(warehouse: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "spark_jobs.stream",
+        "--warehouse",
+        str(warehouse),
+        "--status-file",
+        str(warehouse.parent / "status.json"),
+        "--trigger-seconds",
+        "1",
+        *extra,
+    ]
+
+
+def job_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PIPELINE_ENV_FILE": os.devnull,
+        "PIPELINE_USER_ID": settings.pipeline_user_id,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
+
+
+def run_job(settings: Settings, warehouse: Path, idle_seconds: int = 10) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        job_command(warehouse, "--until-idle", str(idle_seconds)),
+        cwd=REPO_ROOT,
+        env=job_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def check_exactly_once(settings: Settings, warehouse: Path, truth: dict[str, dict[tuple[str, str], bytes]]) -> None:
+    """Each Kinesis record is in its table or the quarantine exactly once, with its content."""
+    quarantine = delta_rows(warehouse / f"{settings.pipeline_user_id}_stream_quarantine_table")
+    for table in TABLES:
+        rows = delta_rows(warehouse / settings.delta_table(table))
+        bad = [r for r in quarantine if r["source_table"] == table]
+        keys = Counter((r["shard_id"], r["sequence_number"]) for r in rows + bad)
+        duplicated = {k: n for k, n in keys.items() if n > 1}
+        assert not duplicated, f"{table}: {len(duplicated)} records more than once, e.g. {next(iter(duplicated))}"
+        missing = set(truth[table]) - set(keys)
+        extra = set(keys) - set(truth[table])
+        assert not missing and not extra, f"{table}: {len(missing)} missing, {len(extra)} not in Kinesis"
+        for row in rows:
+            source = json.loads(truth[table][(row["shard_id"], row["sequence_number"])])
+            assert row["ind"] == int(source.get("index", source.get("ind")))
+            if table == "pin":
+                assert row["unique_id"] == source["unique_id"]
+            elif table == "geo":
+                assert row["country"] == source["country"]
+            else:
+                assert row["user_name"] == f"{source['first_name']} {source['last_name']}"
+            assert row["arrival_time"] is not None
+        for row in bad:
+            assert row["value"] == truth[table][(row["shard_id"], row["sequence_number"])].decode()
+            assert row["reason"]
+
+
+@pytest.mark.timeout(JOB_TIMEOUT + 300)
+def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings, kinesis, tmp_path):
+    recreate_streams(kinesis, stream_settings)
+    put = put_direct(kinesis, stream_settings)
+    invoke_url = load_settings().resolved_invoke_url()
+    if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis
+        emulated = subprocess.run(
+            [sys.executable, "-m", "emulator", "--mode", "stream", "--count", "20", "--burst", "--quiet"],
+            cwd=REPO_ROOT,
+            env={**job_env(stream_settings), "API_INVOKE_URL": invoke_url},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert emulated.returncode == 0, emulated.stdout[-2000:] + emulated.stderr[-2000:]
+    truth = kinesis_truth(kinesis, stream_settings)
+    assert sum(len(t) for t in truth.values()) == put + (60 if invoke_url else 0)
+
+    result = run_job(stream_settings, tmp_path / "warehouse")
+    assert "stopping" in result.stdout
+    check_exactly_once(stream_settings, tmp_path / "warehouse", truth)
+
+
+@pytest.mark.timeout(2 * JOB_TIMEOUT + 300)
+def test_kill_9_mid_stream_then_restart_loses_and_repeats_nothing(stream_settings, kinesis, tmp_path):
+    recreate_streams(kinesis, stream_settings)
+    warehouse = tmp_path / "warehouse"
+    stop_producer = threading.Event()
+    produced = Counter()
+
+    def produce() -> None:
+        rows = {t: source_rows(t) for t in TABLES}
+        i = 0
+        while not stop_producer.is_set():
+            for table in TABLES:
+                row = rows[table][i % len(rows[table])]
+                kinesis.put_record(
+                    StreamName=stream_settings.stream(table), Data=json.dumps(row).encode(), PartitionKey=str(i)
+                )
+                produced[table] += 1
+            i += 1
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    job = subprocess.Popen(
+        job_command(warehouse),
+        cwd=REPO_ROOT,
+        env=job_env(stream_settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        pin_log = warehouse / stream_settings.delta_table("pin") / "_delta_log"
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while len(list(pin_log.glob("*.json"))) < 3:  # table creation + at least two micro-batches committed
+            assert job.poll() is None, "the streaming job exited before it was killed"
+            assert time.monotonic() < deadline, "no micro-batch committed in time"
+            time.sleep(0.5)
+        time.sleep(2)  # very likely inside a micro-batch now
+    finally:
+        os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, as a crash would
+        job.wait()
+    time.sleep(3)
+    stop_producer.set()
+    producer.join()
+    before_restart = len(delta_rows(warehouse / stream_settings.delta_table("pin")))
+    assert 0 < before_restart < produced["pin"]
+
+    run_job(stream_settings, warehouse)
+    truth = kinesis_truth(kinesis, stream_settings)
+    assert {t: len(truth[t]) for t in TABLES} == dict(produced)
+    check_exactly_once(stream_settings, warehouse, truth)

@@ -1,0 +1,346 @@
+"""The Kinesis source's offset logic and reader, against a small in-memory fake of the Kinesis API (no Spark run,
+no LocalStack): multiple shards, empty shards, restart from a checkpointed offset, replay of a logged batch,
+resharding (parents read before children), pacing and throttling backoff."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from botocore.exceptions import ClientError
+
+from spark_jobs import kinesis_source as ks
+
+STREAM = "streaming-7e57c0de0001-pin"
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeKinesis:
+    """The slice of the Kinesis API the reader uses. Sequence numbers grow across the stream, like Kinesis's."""
+
+    def __init__(self, shards: dict[str, tuple[str, ...]]):
+        self.shards = {sid: {"parents": parents, "records": [], "closed": False} for sid, parents in shards.items()}
+        self.seq = itertools.count(49_000_000_000_000_000_000)
+        self.iterators: dict[str, tuple[str, int]] = {}
+        self.calls: list[str] = []
+        self.throttle_next = 0
+        self.clock = EPOCH
+
+    # --- test helpers
+    def put(self, shard_id: str, count: int, key: str = "k") -> list[str]:
+        shard = self.shards[shard_id]
+        assert not shard["closed"], "cannot put into a closed shard"
+        seqs = []
+        for _ in range(count):
+            self.clock += timedelta(milliseconds=10)
+            seq = str(next(self.seq))
+            data = f'{{"n": {len(shard["records"])}, "shard": "{shard_id}"}}'.encode()
+            shard["records"].append(
+                {"SequenceNumber": seq, "Data": data, "PartitionKey": key, "ApproximateArrivalTimestamp": self.clock}
+            )
+            seqs.append(seq)
+        return seqs
+
+    def split(self, parent: str, children: tuple[str, ...]) -> None:
+        self.shards[parent]["closed"] = True
+        for child in children:
+            self.shards[child] = {"parents": (parent,), "records": [], "closed": False}
+
+    # --- API
+    def list_shards(self, StreamName=None, NextToken=None):
+        self.calls.append("ListShards")
+        items = []
+        for sid, shard in self.shards.items():
+            item = {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": "0"}}
+            if shard["parents"]:
+                item["ParentShardId"] = shard["parents"][0]
+            if shard["closed"]:
+                last = shard["records"][-1]["SequenceNumber"] if shard["records"] else "0"
+                item["SequenceNumberRange"]["EndingSequenceNumber"] = last
+            items.append(item)
+        return {"Shards": items}
+
+    def get_shard_iterator(self, StreamName, ShardId, ShardIteratorType, StartingSequenceNumber=None, Timestamp=None):
+        self.calls.append(f"GetShardIterator {ShardIteratorType}")
+        records = self.shards[ShardId]["records"]
+        if ShardIteratorType == "TRIM_HORIZON":
+            index = 0
+        elif ShardIteratorType == "LATEST":
+            index = len(records)
+        elif ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
+            index = next(i + 1 for i, r in enumerate(records) if r["SequenceNumber"] == StartingSequenceNumber)
+        elif ShardIteratorType == "AT_TIMESTAMP":
+            index = next(
+                (i for i, r in enumerate(records) if r["ApproximateArrivalTimestamp"] >= Timestamp), len(records)
+            )
+        else:
+            raise AssertionError(ShardIteratorType)
+        token = f"it-{len(self.iterators)}"
+        self.iterators[token] = (ShardId, index)
+        return {"ShardIterator": token}
+
+    def get_records(self, ShardIterator, Limit):
+        self.calls.append("GetRecords")
+        if self.throttle_next:
+            self.throttle_next -= 1
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetRecords")
+        shard_id, index = self.iterators[ShardIterator]
+        shard = self.shards[shard_id]
+        batch = shard["records"][index : index + Limit]
+        new_index = index + len(batch)
+        behind = 0 if new_index == len(shard["records"]) else 1000
+        if shard["closed"] and new_index == len(shard["records"]):
+            return {"Records": batch, "MillisBehindLatest": 0}
+        token = f"it-{len(self.iterators)}"
+        self.iterators[token] = (shard_id, new_index)
+        return {"Records": batch, "NextShardIterator": token, "MillisBehindLatest": behind}
+
+
+def make_reader(fake: FakeKinesis, monkeypatch, **options: str) -> ks.KinesisStreamReader:
+    opts = {"streamName": STREAM, "initialPosition": "earliest", "minFetchPeriod": "0", **options}
+    parsed = ks.KinesisOptions.parse(opts)
+    monkeypatch.setattr(ks.KinesisOptions, "client", lambda self: fake)
+    return ks.KinesisStreamReader(parsed)
+
+
+def run_batch(reader: ks.KinesisStreamReader, start: dict) -> tuple[dict, list[tuple]]:
+    """What Spark does for one micro-batch: latestOffset, partitions, read each partition, commit."""
+    end = reader.latestOffset()
+    rows = [row for part in reader.partitions(start, end) for row in reader.read(part)]
+    reader.commit(end)
+    return end, rows
+
+
+def keys(rows) -> list[tuple[str, str]]:
+    return [(row[3], row[4]) for row in rows]
+
+
+# --- pure functions -------------------------------------------------------------------------------------------
+def test_resolve_start_positions():
+    assert ks.resolve_start("earliest", None, 5) == "TRIM_HORIZON"
+    assert ks.resolve_start("TRIM_HORIZON", None, 5) == "TRIM_HORIZON"
+    assert ks.resolve_start("latest", None, 1234) == "AT_TIMESTAMP:1234"
+    assert ks.resolve_start("at_timestamp", 99, 1234) == "AT_TIMESTAMP:99"
+    with pytest.raises(ValueError, match="timestamp"):
+        ks.resolve_start("at_timestamp", None, 1)
+    with pytest.raises(ValueError, match="initialPosition"):
+        ks.resolve_start("oldest", None, 1)
+
+
+def test_merge_adds_new_shards_and_drops_forgotten_ended_ones():
+    offset = {
+        "a": ks.shard_state("TRIM_HORIZON", "5", ended=True),
+        "b": ks.shard_state("TRIM_HORIZON", "7"),
+    }
+    merged = ks.merge_shards(offset, [ks.Shard("b"), ks.Shard("c", ("a",))])
+    assert merged == {"b": ks.shard_state("TRIM_HORIZON", "7"), "c": ks.shard_state("TRIM_HORIZON")}
+    assert list(merged) == ["b", "c"]
+
+
+def test_children_wait_for_their_parents():
+    shards = [ks.Shard("p", closed=True), ks.Shard("c1", ("p",)), ks.Shard("c2", ("p",)), ks.Shard("x")]
+    offset = ks.initial_offset(shards, "TRIM_HORIZON")
+    assert ks.readable_shards(offset, shards) == ["p", "x"]
+    offset = ks.advance(offset, "p", "10", ended=True)
+    assert ks.readable_shards(offset, shards) == ["c1", "c2", "x"]
+
+
+def test_batch_ranges_skip_unchanged_and_empty_shards_and_include_new_ones():
+    start = {
+        "a": ks.shard_state("TRIM_HORIZON", "10"),
+        "b": ks.shard_state("TRIM_HORIZON"),
+        "c": ks.shard_state("TRIM_HORIZON", "3"),
+    }
+    end = {
+        "a": ks.shard_state("TRIM_HORIZON", "20"),
+        "b": ks.shard_state("TRIM_HORIZON"),
+        "c": ks.shard_state("TRIM_HORIZON", "3"),
+        "d": ks.shard_state("TRIM_HORIZON", "40"),
+    }
+    assert ks.batch_ranges(start, end) == [
+        ks.ShardRange("a", start["a"], "20"),
+        ks.ShardRange("d", ks.shard_state("TRIM_HORIZON"), "40"),
+    ]
+    with pytest.raises(ValueError, match="backwards"):
+        ks.batch_ranges(end, start)
+
+
+def test_iterator_requests():
+    assert ks.iterator_request(STREAM, "s", ks.shard_state("TRIM_HORIZON", "42"))["ShardIteratorType"] == (
+        "AFTER_SEQUENCE_NUMBER"
+    )
+    assert ks.iterator_request(STREAM, "s", ks.shard_state("TRIM_HORIZON"))["ShardIteratorType"] == "TRIM_HORIZON"
+    request = ks.iterator_request(STREAM, "s", ks.shard_state("AT_TIMESTAMP:1700000000000"))
+    assert request["ShardIteratorType"] == "AT_TIMESTAMP"
+    assert request["Timestamp"] == datetime.fromtimestamp(1_700_000_000, UTC)
+
+
+def test_options_use_databricks_names_and_validate():
+    parsed = ks.KinesisOptions.parse(
+        {"streamName": STREAM, "initialPosition": "AT_TIMESTAMP", "timestamp": "2026-01-01T00:00:00"}
+    )
+    assert parsed.initial_position == "at_timestamp"
+    assert parsed.timestamp_ms == int(EPOCH.timestamp() * 1000)
+    assert parsed.endpoint_url  # from pipeline.settings (LocalStack locally)
+    with pytest.raises(ValueError, match="streamName"):
+        ks.KinesisOptions.parse({})
+    with pytest.raises(ValueError, match="initialPosition"):
+        ks.KinesisOptions.parse({"streamName": STREAM, "initialPosition": "nowish"})
+
+
+# --- reader against the fake ----------------------------------------------------------------------------------
+def test_multiple_shards_and_an_empty_shard(monkeypatch):
+    fake = FakeKinesis({"s0": (), "s1": (), "s2": ()})
+    put = {"s0": fake.put("s0", 3), "s1": fake.put("s1", 2)}
+    reader = make_reader(fake, monkeypatch)
+    start = reader.initialOffset()
+    end, rows = run_batch(reader, start)
+    assert end["s2"] == ks.shard_state("TRIM_HORIZON")  # empty shard: no position yet, no partition
+    assert end["s0"]["seq"] == put["s0"][-1] and end["s1"]["seq"] == put["s1"][-1]
+    assert sorted(keys(rows)) == sorted((s, q) for s, seqs in put.items() for q in seqs)
+    assert {row[2] for row in rows} == {STREAM}
+    assert isinstance(rows[0][1], bytes) and rows[0][5].tzinfo is not None
+
+    # Nothing new: the offset does not move, no partitions.
+    end2, rows2 = run_batch(reader, end)
+    assert end2 == end and rows2 == []
+    # New records, including in the formerly empty shard: only they are read.
+    later = fake.put("s2", 4) + fake.put("s0", 1)
+    _, rows3 = run_batch(reader, end2)
+    assert sorted(q for _, q in keys(rows3)) == sorted(later)
+
+
+def test_records_come_from_the_driver_buffer_in_normal_running(monkeypatch):
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 5)
+    reader = make_reader(fake, monkeypatch)
+    start = reader.initialOffset()
+    end = reader.latestOffset()
+    fetches = fake.calls.count("GetRecords")
+    [part] = reader.partitions(start, end)
+    assert part.rows is not None and len(part.rows) == 5
+    assert len(list(reader.read(part))) == 5
+    assert fake.calls.count("GetRecords") == fetches  # read() did not call Kinesis again
+
+
+def test_replay_of_a_logged_batch_after_restart_is_identical(monkeypatch):
+    fake = FakeKinesis({"s0": (), "s1": ()})
+    fake.put("s0", 4)
+    fake.put("s1", 3)
+    first = make_reader(fake, monkeypatch)
+    start = first.initialOffset()
+    end = first.latestOffset()  # batch 0 is logged ...
+    original = [row for part in first.partitions(start, end) for row in first.read(part)]
+    # ... and the process dies before the commit. More records arrive meanwhile.
+    fake.put("s0", 6)
+    fake.put("s1", 2)
+    restarted = make_reader(fake, monkeypatch)
+    assert restarted.partitions(end, end) == []  # Spark hands the last logged offset over first
+    parts = restarted.partitions(start, end)
+    assert all(part.rows is None for part in parts)  # not buffered: the executor reads from Kinesis
+    replayed = [row for part in parts for row in restarted.read(part)]
+    assert keys(replayed) == keys(original) and [r[1] for r in replayed] == [r[1] for r in original]
+    restarted.commit(end)
+    # The next batch continues exactly after the replayed one: nothing missing, nothing twice.
+    _, rows = run_batch(restarted, end)
+    assert len(rows) == 8
+    all_keys = keys(original) + keys(rows)
+    assert len(set(all_keys)) == len(all_keys) == 4 + 3 + 6 + 2
+
+
+def test_restart_from_a_committed_checkpoint_offset(monkeypatch):
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 3)
+    reader = make_reader(fake, monkeypatch)
+    end, rows = run_batch(reader, reader.initialOffset())
+    assert len(rows) == 3
+    new = fake.put("s0", 2)
+    restarted = make_reader(fake, monkeypatch)
+    restarted.partitions(end, end)
+    _, rows = run_batch(restarted, end)
+    assert [q for _, q in keys(rows)] == new
+
+
+def test_latest_skips_older_records(monkeypatch):
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 3)
+    reader = make_reader(fake, monkeypatch, initialPosition="latest")
+    monkeypatch.setattr(ks.time, "time", lambda: (fake.clock + timedelta(seconds=1)).timestamp())
+    start = reader.initialOffset()
+    assert start["s0"]["start"].startswith("AT_TIMESTAMP:")
+    fake.clock += timedelta(seconds=5)
+    new = fake.put("s0", 2)
+    _, rows = run_batch(reader, start)
+    assert [q for _, q in keys(rows)] == new
+
+
+def test_resharding_reads_parent_to_its_end_before_children(monkeypatch):
+    fake = FakeKinesis({"p": ()})
+    before = fake.put("p", 3)
+    # One record per fetch and per batch, so the parent's tail takes several batches.
+    reader = make_reader(fake, monkeypatch, maxRecordsPerFetch="1", maxRecordsPerShardPerBatch="1")
+    offset = reader.initialOffset()
+    for _ in range(3):
+        offset, _ = run_batch(reader, offset)
+    tail = fake.put("p", 2)  # written just before the split, not read yet
+    fake.split("p", ("c1", "c2"))
+    c1 = fake.put("c1", 2)
+    c2 = fake.put("c2", 1)
+    batch_of: dict[tuple[str, str], int] = {}
+    for batch in range(8):
+        offset, rows = run_batch(reader, offset)
+        for key in keys(rows):
+            assert key not in batch_of, f"{key} read twice"
+            batch_of[key] = batch
+    assert sorted(q for _, q in batch_of) == sorted(tail + c1 + c2)
+    assert before[-1] not in {q for _, q in batch_of}
+    last_parent_batch = max(b for (shard, _), b in batch_of.items() if shard == "p")
+    first_child_batch = min(b for (shard, _), b in batch_of.items() if shard != "p")
+    assert last_parent_batch <= first_child_batch
+    assert offset["p"]["ended"] and not offset["c1"]["ended"]
+    # Once the parent has ended and Kinesis no longer lists it (past retention), it leaves the offset.
+    del fake.shards["p"]
+    offset, rows = run_batch(reader, offset)
+    assert "p" not in offset and rows == []
+
+
+def test_fetch_paces_calls_and_backs_off_on_throttling():
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 3)
+    now = [0.0]
+    sleeps: list[float] = []
+    call_times: list[float] = []
+    real_get_records = fake.get_records
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(round(seconds, 3))
+        now[0] += seconds
+
+    def timed_get_records(**kwargs):
+        call_times.append(now[0])
+        return real_get_records(**kwargs)
+
+    fake.get_records = timed_get_records
+    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=1)
+    fetcher = ks.ShardFetcher(fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, sleep, lambda: now[0])
+    fake.throttle_next = 3
+    rows, caught_up = fetcher.fetch()
+    assert len(rows) == 1 and not caught_up
+    assert [s for s in sleeps if s >= 0.1][:3] == [0.1, 0.1, 0.2]  # exponential backoff (then pacing)
+    for _ in range(2):
+        rows, caught_up = fetcher.fetch()
+    assert len(rows) == 1 and caught_up
+    assert len(call_times) == 4 + 2
+    # At most 5 GetRecords per second on one shard: calls at least 200 ms apart.
+    assert min(b - a for a, b in itertools.pairwise(call_times)) >= 0.2 - 1e-9
+
+
+def test_read_range_fails_loudly_when_logged_records_are_gone():
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 2)
+    fake.split("s0", ("s1",))
+    options = ks.KinesisOptions(stream=STREAM, min_fetch_period=0)
+    fetcher = ks.ShardFetcher(fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options)
+    with pytest.raises(RuntimeError, match="retention"):
+        list(ks.read_range(fetcher, str(10**30)))

@@ -1,0 +1,46 @@
+"""The streaming job's per-batch transformation cleans exactly like the batch job (same functions, same result) and
+carries the Kinesis lineage; records that fail to parse go to the quarantine rows with their lineage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from spark_jobs import cleaning, stream
+from spark_jobs.kinesis_source import SCHEMA
+
+SAMPLES = Path(__file__).parent / "data" / "samples"
+ARRIVAL = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def kinesis_rows(table: str) -> list[tuple]:
+    lines = [line for line in (SAMPLES / f"original_{table}.jsonl").read_text().splitlines() if line.strip()][:10]
+    records = [json.dumps(json.loads(line)).encode() for line in lines] + [b"{broken"]
+    return [
+        (str(i), data, f"streaming-x-{table}", f"shardId-00000000000{i % 2}", str(1000 + i), ARRIVAL)
+        for i, data in enumerate(records)
+    ]
+
+
+@pytest.mark.parametrize("table", ["pin", "geo", "user"])
+def test_stream_cleans_like_batch_and_keeps_lineage(spark, assert_frames_equal, table):
+    source = spark.createDataFrame(kinesis_rows(table), SCHEMA)
+    flagged = cleaning.parse_and_flag(stream.kinesis_records(source), table)
+    cleaned = stream.clean_rows(flagged, table)
+    assert cleaned.columns == [*cleaning.CLEAN_COLUMNS[table], *stream.LINEAGE_COLUMNS]
+
+    as_batch = source.select(F.col("data").cast("string").alias("value"))
+    expected = cleaning.valid_records(cleaning.parse_and_flag(as_batch, table)).transform(cleaning.clean, table)
+    assert_frames_equal(cleaned.select(*cleaning.CLEAN_COLUMNS[table]), expected)
+
+    lineage = {(r.shard_id, r.sequence_number, r.arrival_time) for r in cleaned.collect()}
+    assert len(lineage) == 10 and all(t.replace(tzinfo=UTC) == ARRIVAL for _, _, t in lineage)
+
+    [bad] = stream.quarantine_rows(flagged, table).collect()
+    assert (bad.source_table, bad.value, bad.sequence_number) == (table, "{broken", "1010")
+    assert bad.reason.startswith("corrupt JSON")
+    assert stream.quarantine_rows(flagged, table).columns == list(stream.QUARANTINE_COLUMNS)
