@@ -28,6 +28,7 @@ from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
 from services.provision.aws import provision_streams
 
 STREAM_USER_ID = "7e57c0de0006"
+STREAM_DATABASE = "pinterest_data_stream"
 SAMPLES = REPO_ROOT / "tests" / "unit" / "data" / "samples"
 JOB_TIMEOUT = 900
 
@@ -190,11 +191,17 @@ def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings
     recreate_streams(kinesis, stream_settings)
     put = put_direct(kinesis, stream_settings)
     invoke_url = load_settings().resolved_invoke_url()
-    if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis
+    if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis, from a source database of its own
+        env = {**job_env(stream_settings), "API_INVOKE_URL": invoke_url, "MYSQL_DATABASE": STREAM_DATABASE}
+        seeded = subprocess.run(
+            [sys.executable, "-m", "services.mysql.seed", "--rows", "300", "--seed", "6"],
+            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert seeded.returncode == 0, seeded.stdout[-2000:] + seeded.stderr[-2000:]
         emulated = subprocess.run(
             [sys.executable, "-m", "emulator", "--mode", "stream", "--count", "20", "--burst", "--quiet"],
             cwd=REPO_ROOT,
-            env={**job_env(stream_settings), "API_INVOKE_URL": invoke_url},
+            env=env,
             capture_output=True,
             text=True,
             timeout=300,
