@@ -266,7 +266,7 @@ def up(settings: Settings, configured: list[Service], services: list[Service]) -
     print("stack is up; logs in", settings.log_dir)
 
 
-def down(settings: Settings) -> None:
+def down(settings: Settings, services: list[Service]) -> None:
     if not supervisor_running(settings):
         print("stack is not running")
         return
@@ -284,6 +284,14 @@ def down(settings: Settings) -> None:
     deadline = time.monotonic() + 30
     while pid and _pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+    # Some servers (e.g. Airflow's api-server workers) release their port a moment after supervisord reports them
+    # stopped; wait for that, so `make down && make up` does not trip over our own ports.
+    ports = [(s.name, p) for s in services for p in s.ports]
+    while time.monotonic() < deadline and any(port_in_use(settings.bind_host, p) for _, p in ports):
+        time.sleep(0.2)
+    for name, port in ports:
+        if port_in_use(settings.bind_host, port):
+            print(f"  warning: port {port} ({name}) is still in use after the stop")
     print("stack is down")
 
 
@@ -321,8 +329,8 @@ def status(settings: Settings, services: list[Service]) -> int:
     return 1 if unhealthy else 0
 
 
-def clean(settings: Settings) -> None:
-    down(settings)
+def clean(settings: Settings, services: list[Service]) -> None:
+    down(settings, services)
     for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
         if directory.exists():
             shutil.rmtree(directory)
@@ -350,11 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         up(settings, configured, services)
     elif args.command == "down":
-        down(settings)
+        down(settings, configured)
     elif args.command == "status":
         return status(settings, services)
     else:
-        clean(settings)
+        clean(settings, configured)
     return 0
 
 
