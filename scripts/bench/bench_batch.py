@@ -25,6 +25,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from results import record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
+
 from pipeline.settings import TABLES, load_settings  # noqa: E402
 from spark_jobs.synthetic import write_topic_files  # noqa: E402
 
@@ -108,20 +110,11 @@ def machine() -> str:
 
 
 def append_result(row: str, header_note: str) -> None:
-    BENCHMARKS.parent.mkdir(exist_ok=True)
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
     table_header = (
         "| date (UTC) | posts | input | Spark local[2] wall | Spark peak RSS | DuckDB (2 threads) wall | DuckDB peak RSS "
-        "| wall ratio Spark/DuckDB | memory ratio | machine |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| wall ratio Spark/DuckDB | memory ratio | machine |\n|---|---|---|---|---|---|---|---|---|---|"
     )
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{header_note}\n\n{table_header}"
-    # Rows go right after the last row of this section's table.
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    end = len(text) if end == -1 else end
-    section = text[start:end].rstrip("\n") + "\n" + row + "\n"
-    BENCHMARKS.write_text(text[:start] + section + ("\n" + text[end:].lstrip("\n") if end < len(text) else ""))
+    record_row(SECTION, f"{header_note}\n\n{table_header}", row, BENCHMARKS)
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import boto3
 import httpx
+from results import record_row  # scripts/bench/results.py (run as a script)
 
 from emulator import payloads
 from pipeline.settings import Settings, load_settings
@@ -29,7 +30,6 @@ from services.provision.kafka import provision_topics
 
 USER = "7e57c0debe40"
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "docs" / "BENCHMARKS.md"
 SAMPLES = [
     ROOT.parent / "shared" / "samples" / "original_pin.jsonl",
     ROOT / "tests/unit/data/samples/original_pin.jsonl",
@@ -118,9 +118,6 @@ def record(results: dict[str, dict[str, float]], count: int, concurrency: int) -
         f"{streamed['rate']:.0f}/s, {streamed['p50']:.1f}/{streamed['p99']:.1f} ms | {streamed['rate'] / direct['rate']:.2f} |"
     )
     header = [
-        "",
-        title,
-        "",
         "Single-record requests of SPEC-sized pin rows; each path measured in the same run after a warm-up. Rates in",
         "records/s, latency p50/p99 per request. The gateway is LocalStack 4.9.2 executing the provisioned definition",
         "(HTTP_PROXY to the REST proxy; AWS integration to kinesis-mock).",
@@ -128,16 +125,7 @@ def record(results: dict[str, dict[str, float]], count: int, concurrency: int) -
         "| date (UTC) | machine | load | proxy direct | via gateway | gateway/proxy | Kinesis direct | via gateway | gateway/direct |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines = (RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n").splitlines()
-    if title not in lines:
-        lines += header
-    position = lines.index(title) + 1
-    while position < len(lines) and not lines[position].startswith("## "):
-        position += 1
-    while not lines[position - 1].startswith("|"):
-        position -= 1
-    lines.insert(position, line)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    record_row(title, "\n".join(header), line)
 
 
 def main() -> None:

@@ -31,13 +31,13 @@ from confluent_kafka import Producer
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from results import RESULTS, record_row  # scripts/bench/results.py (run as a script)
 
 from pipeline.settings import REPO_ROOT, Settings, load_settings
 from services.kafka.clients import kafka_python_config
 from services.rest_proxy.kafka_clients import producer_config
 from services.runner import process_states
 
-RESULTS = REPO_ROOT / "docs" / "BENCHMARKS.md"
 SAMPLES = Path(os.environ.get("PIPELINE_SAMPLES_DIR", REPO_ROOT.parent / "shared" / "samples")) / "original_pin.jsonl"
 TOPIC = "bench.rest_proxy"
 BATCH = 100
@@ -288,16 +288,7 @@ def record(summary: dict) -> None:
         f"{summary['native_rps']:,.0f} | {summary['ratio']:.0%} | "
         f"{singles} | {met} | {summary['load'][0]:.1f}/{summary['load'][1]:.1f} |"
     )
-    lines = (RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n").splitlines()
-    if title not in lines:
-        lines += ["", title, "", *header.splitlines()]
-    position = lines.index(title) + 1
-    while position < len(lines) and not lines[position].startswith("## "):
-        position += 1
-    while not lines[position - 1].startswith("|"):
-        position -= 1
-    lines.insert(position, line)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    record_row(title, header, line)
     print(f"recorded in {RESULTS}")
 
 

@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from results import record_row  # scripts/bench/results.py (run as a script)
+
 from pipeline.settings import load_settings
 from services.mysql import seed
-
-RESULTS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
 
 
 def main() -> None:
@@ -70,16 +70,7 @@ def _record(line: str) -> None:
         "| date | machine | posts | full seed | ingest alone (baseline) | ratio | < 60 s per 1M |\n"
         "|---|---|---|---|---|---|---|"
     )
-    lines = (RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n").splitlines()
-    if title not in lines:
-        lines += ["", title, "", *header.splitlines()]
-    position = lines.index(title) + 1
-    while position < len(lines) and not lines[position].startswith("## "):
-        position += 1
-    while not lines[position - 1].startswith("|"):
-        position -= 1
-    lines.insert(position, line)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    record_row(title, header, line)
 
 
 if __name__ == "__main__":

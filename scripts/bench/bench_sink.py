@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-from pathlib import Path
 
 import boto3
 from confluent_kafka import Consumer, Producer, TopicPartition
+from results import record_row  # scripts/bench/results.py (run as a script)
 
 from pipeline.settings import REPO_ROOT, load_settings
 from services.audit.__main__ import audit, render
@@ -22,7 +22,6 @@ from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
 
 BENCH_USER_ID = "7e57c0deb3c4"
-RESULTS = REPO_ROOT / "docs" / "BENCHMARKS.md"
 SAMPLE = REPO_ROOT.parent / "shared" / "samples" / "original_pin.jsonl"
 
 
@@ -137,16 +136,7 @@ def _record(line: str) -> None:
         "| date | machine | records | produce | produce -> all in S3 | sink rate | consumer rate | ratio | audit |\n"
         "|---|---|---|---|---|---|---|---|---|"
     )
-    lines = (RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n").splitlines()
-    if title not in lines:
-        lines += ["", title, "", *header.splitlines()]
-    position = lines.index(title) + 1
-    while position < len(lines) and not lines[position].startswith("## "):
-        position += 1
-    while not lines[position - 1].startswith("|"):
-        position -= 1
-    lines.insert(position, line)
-    Path(RESULTS).write_text("\n".join(lines) + "\n")
+    record_row(title, header, line)
 
 
 if __name__ == "__main__":

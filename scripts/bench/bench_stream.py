@@ -35,6 +35,7 @@ import boto3  # noqa: E402
 import httpx  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from botocore.exceptions import WaiterError  # noqa: E402
+from results import record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
 from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
 from services.provision.aws import provision_streams  # noqa: E402
@@ -149,14 +150,7 @@ def put_records(settings: Settings, rate: float, seconds: float) -> tuple[dict[t
 
 
 def append_result(row: str) -> None:
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if SECTION not in text:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{NOTE}\n\n{HEADER}"
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    end = len(text) if end == -1 else end
-    section = text[start:end].rstrip("\n") + "\n" + row + "\n"
-    BENCHMARKS.write_text(text[:start] + section + ("\n" + text[end:].lstrip("\n") if end < len(text) else ""))
+    record_row(SECTION, f"{NOTE}\n\n{HEADER}", row, BENCHMARKS)
 
 
 def main() -> int:

@@ -1,0 +1,24 @@
+"""Records a benchmark's result row in docs/BENCHMARKS.md: the row goes right after the last table row of the
+script's section, and a missing section is created with its description and table header first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+
+
+def record_row(title: str, header: str, row: str, results: Path = RESULTS) -> None:
+    """`title` is the section's `## ...` line; `header` its description and table header (used only when the
+    section does not exist yet); `row` one Markdown table row."""
+    lines = (results.read_text() if results.exists() else "# Benchmarks\n").splitlines()
+    if title not in lines:
+        lines += ["", title, "", *header.strip("\n").splitlines()]
+    position = lines.index(title) + 1
+    while position < len(lines) and not lines[position].startswith("## "):
+        position += 1
+    while not lines[position - 1].startswith("|"):
+        position -= 1
+    lines.insert(position, row)
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text("\n".join(lines) + "\n")
