@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from results import record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
+from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
 from pipeline.settings import TABLES, load_settings  # noqa: E402
 from spark_jobs.synthetic import write_topic_files  # noqa: E402
@@ -94,19 +93,6 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
     if summary:
         print("\n".join(summary))
     return wall, peak
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024**2:.0f} GB RAM, load average {os.getloadavg()[0]:.1f}"
 
 
 def append_result(row: str, header_note: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ import boto3  # noqa: E402
 import httpx  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from botocore.exceptions import WaiterError  # noqa: E402
-from results import record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
+from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
 from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
 from services.provision.aws import provision_streams  # noqa: E402
@@ -54,19 +53,6 @@ NOTE = (
     "answer to the record being readable in a committed Delta version (log polled every 0.2 s). Sustained rate:\n"
     "records landed / (last landing - first PUT). The load average shows how busy the shared machine was."
 )
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024**2:.0f} GB RAM, load average {os.getloadavg()[0]:.1f}"
 
 
 def fresh_streams(kinesis, settings: Settings) -> None:

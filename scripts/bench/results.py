@@ -3,6 +3,8 @@ script's section, and a missing section is created with its description and tabl
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
@@ -22,3 +24,17 @@ def record_row(title: str, header: str, row: str, results: Path = RESULTS) -> No
     lines.insert(position, row)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text("\n".join(lines) + "\n")
+
+
+def machine() -> str:
+    """CPU model, cores, memory and the current load average, for a result row."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024**2:.0f} GB RAM, load average {os.getloadavg()[0]:.1f}"
