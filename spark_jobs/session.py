@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import REPO_ROOT, Settings, get_settings
 
 DEFAULT_MASTER = "local[*]"
 LOCAL_SHUFFLE_PARTITIONS = "8"
@@ -72,6 +72,9 @@ def base_conf(settings: Settings, master: str | None, with_jars: bool = True) ->
         "spark.driver.host": "127.0.0.1" if local else "",
         # One machine: 200 shuffle partitions per stage would be mostly scheduling overhead. Clusters keep theirs.
         "spark.sql.shuffle.partitions": LOCAL_SHUFFLE_PARTITIONS if local else "",
+        # Python workers without pyspark's zips on their path: 0.2-0.6 s less per task (spark_jobs/pyworker.py).
+        "spark.python.daemon.module": "spark_jobs.pyworker" if local else "",
+        "spark.executorEnv.PYTHONPATH": str(REPO_ROOT) if local else "",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",

@@ -13,6 +13,7 @@ from pipeline.settings import REPO_ROOT, Settings, load_settings
 
 TEST_USER_ID = "7e57c0de0001"
 TEST_DATABASE = "pinterest_data_test"
+TEST_USER_PREFIX = "7e57c0de"  # every user id the tests own starts with it
 
 
 def pytest_collection_modifyitems(items):
@@ -73,3 +74,21 @@ def run_module(child_env):
         )
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def delete_test_streams():
+    """After the session, delete the Kinesis streams of the tests' user ids: kinesis-mock rewrites every retained
+    record into its state file each interval (services/localstack/service.py), so test data must not pile up."""
+    yield
+    import boto3
+
+    settings = load_settings()
+    try:
+        kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
+        names = kinesis.list_streams(Limit=1000).get("StreamNames", [])
+        for name in names:
+            if f"-{TEST_USER_PREFIX}" in name:
+                kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    except Exception as error:  # the stack may be down after a failed run: the cleanup must not hide the cause
+        print(f"note: could not delete the tests' Kinesis streams: {error}")

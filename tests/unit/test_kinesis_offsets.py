@@ -336,6 +336,34 @@ def test_fetch_paces_calls_and_backs_off_on_throttling():
     assert min(b - a for a, b in itertools.pairwise(call_times)) >= 0.2 - 1e-9
 
 
+@pytest.mark.parametrize(
+    ("records", "behind", "caught_up"),
+    [
+        (0, 5000, True),  # nothing new: stop for this trigger even if Kinesis says it is behind
+        (3, 0, True),  # at the tip
+        (3, 200, True),  # a partial page, less than a trigger behind: the inflow moved the tip during the call
+        (3, 5000, False),  # far behind: fetch on
+        (10, 200, False),  # a full page: there may be more right away
+    ],
+)
+def test_a_fetch_is_caught_up_without_chasing_a_moving_tip(records, behind, caught_up):
+    class Client:
+        def get_shard_iterator(self, **_):
+            return {"ShardIterator": "it"}
+
+        def get_records(self, **_):
+            items = [
+                {"PartitionKey": "k", "Data": b"{}", "SequenceNumber": str(i), "ApproximateArrivalTimestamp": None}
+                for i in range(records)
+            ]
+            return {"Records": items, "NextShardIterator": "it", "MillisBehindLatest": behind}
+
+    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=10)
+    fetcher = ks.ShardFetcher(Client(), STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, lambda _: None)
+    rows, result = fetcher.fetch()
+    assert len(rows) == records and result is caught_up
+
+
 def test_read_range_fails_loudly_when_logged_records_are_gone():
     fake = FakeKinesis({"s0": ()})
     fake.put("s0", 2)

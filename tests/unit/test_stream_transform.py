@@ -29,7 +29,7 @@ def kinesis_rows(table: str) -> list[tuple]:
 @pytest.mark.parametrize("table", ["pin", "geo", "user"])
 def test_stream_cleans_like_batch_and_keeps_lineage(spark, assert_frames_equal, table):
     source = spark.createDataFrame(kinesis_rows(table), SCHEMA)
-    flagged = cleaning.parse_and_flag(stream.kinesis_records(source), table)
+    flagged = stream.prepare(stream.kinesis_records(source), table)
     cleaned = stream.clean_rows(flagged, table)
     assert cleaned.columns == [*cleaning.CLEAN_COLUMNS[table], *stream.LINEAGE_COLUMNS]
 
@@ -44,3 +44,20 @@ def test_stream_cleans_like_batch_and_keeps_lineage(spark, assert_frames_equal, 
     assert (bad.source_table, bad.value, bad.sequence_number) == (table, "{broken", "1010")
     assert bad.reason.startswith("corrupt JSON")
     assert stream.quarantine_rows(flagged, table).columns == list(stream.QUARANTINE_COLUMNS)
+
+
+def test_a_restarted_writer_finds_the_last_batch_its_query_committed():
+    mine, other = "stream-pin-q1", "stream-geo-q2"
+    newest_first = [
+        stream.batch_marker(other, 9),  # another query writing the shared quarantine table
+        None,  # a commit without metadata (table creation, a user's OPTIMIZE)
+        "not json",
+        '{"app": "stream-pin-q1", "batch": "7"}',  # malformed batch id: ignored, not trusted
+        stream.batch_marker(mine, 6),
+        stream.batch_marker(mine, 5),
+    ]
+    assert stream.last_committed_batch(newest_first, mine) == 6
+    assert stream.last_committed_batch(newest_first, other) == 9
+    assert stream.last_committed_batch(newest_first, "stream-user-q3") == -1
+    assert stream.last_committed_batch([], mine) == -1
+    assert json.loads(stream.batch_marker(mine, 0)) == {"app": mine, "batch": 0}
