@@ -17,7 +17,8 @@ pipeline.settings when importable, else boto3's chain), `initialPosition` = `ear
 `latest` | `at_timestamp` with `timestamp` (ISO 8601 or epoch seconds), `maxRecordsPerFetch` (GetRecords limit,
 default 10000), `maxRecordsPerShardPerBatch` (default 20000), `minFetchPeriod` (ms between GetRecords calls on one
 shard, default 200: Kinesis allows 5 per second per shard), `maxFetchDuration` (ms one trigger may spend fetching,
-default 2000).
+default 2000), `shardListInterval` (ms between ListShards calls, default 10000; a shard that ends triggers one at
+once).
 
 How offsets work (exactly-once needs every batch to be re-readable with the same content):
 - An offset is a JSON dict `{shardId: {"seq": last sequence number taken or null, "start": where the shard's
@@ -31,9 +32,10 @@ How offsets work (exactly-once needs every batch to be re-readable with the same
   A partition whose records are not in the driver's buffer (a batch replayed after a restart) is read by the
   executor from Kinesis: AFTER_SEQUENCE_NUMBER start (or TRIM_HORIZON / AT_TIMESTAMP), up to the end sequence
   number only, so the replay holds exactly the records of the original batch.
-- Resharding: shards are listed on every trigger; a new shard joins the offset at TRIM_HORIZON, and a child shard
-  is read only once each parent is closed and read to its end, which keeps per-key order across a split or merge.
-  An ended shard that Kinesis no longer lists (past retention) leaves the offset.
+- Resharding: shards are listed every `shardListInterval` and right after a shard ended (Kinesis adds shards only
+  by splitting or merging, which closes their parents); a new shard joins the offset at TRIM_HORIZON, and a child
+  shard is read only once each parent is closed and read to its end, which keeps per-key order across a split or
+  merge. An ended shard that Kinesis no longer lists (past retention) leaves the offset at the next listing.
 - On restart Spark calls `partitions(last, last)` with the last offset of its log (AcceptsLatestSeenOffset); that
   is where fetching resumes.
 
@@ -203,6 +205,7 @@ class KinesisOptions:
     max_records_per_batch: int = 20_000
     min_fetch_period: float = 0.2
     max_fetch_duration: float = 2.0
+    shard_list_interval: float = 10.0
 
     @classmethod
     def parse(cls, options: dict[str, str]) -> KinesisOptions:
@@ -224,6 +227,7 @@ class KinesisOptions:
             max_records_per_batch=int(get("maxRecordsPerShardPerBatch") or 20_000),
             min_fetch_period=int(get("minFetchPeriod") or 200) / 1000,
             max_fetch_duration=int(get("maxFetchDuration") or 2000) / 1000,
+            shard_list_interval=int(get("shardListInterval") or 10_000) / 1000,
         )
         resolve_start(parsed.initial_position, parsed.timestamp_ms or 0, 0)  # validates the option early
         parsed.fill_from_settings()
@@ -396,6 +400,9 @@ class KinesisStreamReader(DataSourceStreamReader):
         self._position: Offset | None = None
         self._fetchers: dict[str, ShardFetcher] = {}
         # Per shard: (base state, rows fetched after it, in order), kept until the batch holding them commits.
+        self._shards: list[Shard] | None = None
+        self._listed_at = 0.0
+        self._relist = False
         self._buffers: dict[str, tuple[dict[str, Any], list[Row]]] = {}
 
     @property
@@ -411,10 +418,19 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._initial = initial_offset(list_shards(self.client, self.options.stream), start)
         return self._initial
 
+    def _list_shards(self) -> list[Shard]:
+        """ListShards at most every `shardListInterval`, and at once after a shard ended: Kinesis only adds shards
+        by splitting or merging, which closes their parents, so children are found as soon as they can be read."""
+        now = time.monotonic()
+        if self._shards is None or self._relist or now - self._listed_at >= self.options.shard_list_interval:
+            self._shards = list_shards(self.client, self.options.stream)
+            self._listed_at, self._relist = now, False
+        return self._shards
+
     def latestOffset(self) -> dict:
         if self._position is None:
             self._position = self.initialOffset()
-        shards = list_shards(self.client, self.options.stream)
+        shards = self._list_shards()
         position = merge_shards(self._position, shards)
         deadline = time.monotonic() + self.options.max_fetch_duration
         # Parents first: a parent that ends during this call makes its children readable in the next round.
@@ -443,6 +459,7 @@ class KinesisStreamReader(DataSourceStreamReader):
         last_seq = rows[-1][4] if rows else None
         if fetcher.ended:
             self._fetchers.pop(shard_id, None)
+            self._relist = True
         return advance(position, shard_id, last_seq, fetcher.ended)
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:

@@ -299,8 +299,10 @@ def test_resharding_reads_parent_to_its_end_before_children(monkeypatch):
     first_child_batch = min(b for (shard, _), b in batch_of.items() if shard != "p")
     assert last_parent_batch <= first_child_batch
     assert offset["p"]["ended"] and not offset["c1"]["ended"]
-    # Once the parent has ended and Kinesis no longer lists it (past retention), it leaves the offset.
+    # Once the parent has ended and Kinesis no longer lists it (past retention), it leaves the offset, at the next
+    # periodic ListShards (every shardListInterval; due at once here).
     del fake.shards["p"]
+    reader.options.shard_list_interval = 0
     offset, rows = run_batch(reader, offset)
     assert "p" not in offset and rows == []
 
