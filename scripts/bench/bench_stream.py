@@ -241,7 +241,7 @@ def main() -> int:
         print(f"bench_stream: warm-up landed in {time.monotonic() - warm_start:.1f} s; sending", flush=True)
         put_at, path = put_records(settings, args.rate, args.seconds, args.path)
         wait_until = time.monotonic() + 120
-        while len(poller.seen) < len(put_at) and time.monotonic() < wait_until:
+        while not set(put_at) <= set(poller.seen) and time.monotonic() < wait_until:
             time.sleep(0.5)
     finally:
         poller.stop.set()
