@@ -136,14 +136,14 @@ def ensure_table(spark: SparkSession, name: str, path: str, schema: StructType) 
     """Create the Delta table at `path` if missing and register `name` for it in this session's catalog."""
     from delta.tables import DeltaTable
 
-    (
-        DeltaTable.createIfNotExists(spark)
-        .tableName(name)
-        .location(path)
-        .addColumns(schema)
-        .property("delta.checkpointInterval", str(CHECKPOINT_INTERVAL))
-        .execute()
-    )
+    DeltaTable.createIfNotExists(spark).tableName(name).location(path).addColumns(schema).execute()
+    # Set apart from creation: createIfNotExists refuses an existing table whose properties differ (tables made
+    # before the property was introduced), and a commit only when the value is not already there.
+    properties = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
+    if properties.get("delta.checkpointInterval") != str(CHECKPOINT_INTERVAL):
+        spark.sql(
+            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '{CHECKPOINT_INTERVAL}')"
+        )
 
 
 def register_tables(spark: SparkSession, settings: Settings, warehouse: str) -> dict[str, str]:
