@@ -14,6 +14,7 @@ quarantined records, and the queries run on cached, de-duplicated tables pruned 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +33,7 @@ from spark_jobs.queries import run_queries
 from spark_jobs.report import render_report
 from spark_jobs.session import build_spark, require_jars
 
+LOCAL_DRIVER_MEMORY = "4g"
 # Columns the queries read; everything else is dropped after de-duplication.
 QUERY_COLUMNS = {
     "pin": ("ind", "category", "poster_name", "follower_count"),
@@ -167,11 +169,18 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     return parser.parse_args(argv)
 
 
+def local_conf() -> dict[str, str]:
+    """The driver's heap when the job starts its own JVM (local mode; spark-submit and clusters set their own).
+    Spark's default, 1 GB, made the cached tables of 1,000,000 posts spill: 164 s for the job against 142 s with
+    4 GB (2026-11-26, 2 cores). `SPARK_DRIVER_MEMORY` overrides it, as it does for spark-submit."""
+    return {"spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", LOCAL_DRIVER_MEMORY)}
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     args = parse_args(argv, settings)
     require_jars(settings, [args.input, args.results])
-    spark = build_spark("pinterest-batch", settings, master=args.master)
+    spark = build_spark("pinterest-batch", settings, master=args.master, extra_conf=local_conf())
     quiet_glob_warning(spark)
     try:
         summary = run(spark, settings, args.input, args.results)
