@@ -35,11 +35,10 @@ sys.path.insert(0, str(REPO))
 import boto3  # noqa: E402
 import httpx  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from botocore.exceptions import WaiterError  # noqa: E402
 from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
 from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
-from services.provision.aws import provision_streams  # noqa: E402
+from services.provision.aws import delete_streams, recreate_streams  # noqa: E402
 
 BENCH_USER_ID = "7e57c0deb006"
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
@@ -57,24 +56,6 @@ NOTE = (
     "answer to the record being readable in a committed Delta version (log polled every 0.2 s). Sustained rate:\n"
     "records landed / (last landing - first PUT). The load average shows how busy the shared machine was."
 )
-
-
-def fresh_streams(kinesis, settings: Settings) -> None:
-    """Delete the bench's streams and create them again, empty (provisioning code, retried: kinesis-mock may not
-    list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter)."""
-    for name in settings.streams:
-        try:
-            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-            kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1})
-        except kinesis.exceptions.ResourceNotFoundException:
-            pass
-    for attempt in range(5):
-        try:
-            provision_streams(settings, dry_run=False)
-            return
-        except WaiterError:
-            time.sleep(2 + attempt)
-    provision_streams(settings, dry_run=False)
 
 
 class DeltaPoller:
@@ -208,8 +189,7 @@ def main() -> int:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
     settings = load_settings(pipeline_user_id=BENCH_USER_ID)
-    kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
-    fresh_streams(kinesis, settings)
+    recreate_streams(settings)
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
     warehouse, status = work / "warehouse", work / "status.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_USER_ID": BENCH_USER_ID, "SPARK_LOCAL_IP": "127.0.0.1"}
@@ -250,8 +230,7 @@ def main() -> int:
             job.wait(timeout=90)
         except subprocess.TimeoutExpired:
             job.kill()
-        for name in settings.streams:  # kinesis-mock rewrites every retained record each interval: leave none
-            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+        delete_streams(settings, settings.streams)
     latencies = sorted(poller.seen[key] - put_at[key] for key in put_at if key in poller.seen)
     landed = len(latencies)
     if not landed:

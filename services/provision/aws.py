@@ -26,15 +26,17 @@ import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from pipeline.settings import Settings, _is_local
 
 STREAM_WAIT = {"Delay": 1, "MaxAttempts": 300}
+RECREATE_WAIT = {"Delay": 1, "MaxAttempts": 60}
 JSON_11 = "'application/x-amz-json-1.1'"
 API_KEY_SCHEME = "api_key"
 BODY_VALIDATOR = "validate-body"
@@ -137,6 +139,31 @@ def provision_streams(settings: Settings, dry_run: bool) -> list[str]:
         return [f"would ensure Kinesis stream {name} ({capacity}) is ACTIVE" for name in settings.streams]
     kinesis = _client(settings, "kinesis")
     return [_ensure_stream(kinesis, name, settings.kinesis_shards) for name in settings.streams]
+
+
+def delete_streams(settings: Settings, names: Iterable[str], wait: bool = False) -> None:
+    """Delete streams that exist (tests and benchmarks clean up after themselves: kinesis-mock rewrites every retained
+    record into its state file each interval); `wait` until each is gone."""
+    kinesis = _client(settings, "kinesis")
+    for name in names:
+        try:
+            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+            if wait:
+                kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig=RECREATE_WAIT)
+        except kinesis.exceptions.ResourceNotFoundException:
+            pass
+
+
+def recreate_streams(settings: Settings) -> list[str]:
+    """The user's three streams, empty (tests, benchmarks): delete them, then the provisioning step, retried:
+    kinesis-mock may not list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter."""
+    delete_streams(settings, settings.streams, wait=True)
+    for attempt in range(5):
+        try:
+            return provision_streams(settings, dry_run=False)
+        except WaiterError:
+            time.sleep(2 + attempt)
+    return provision_streams(settings, dry_run=False)
 
 
 def _describe_stream(kinesis, name: str) -> dict[str, Any] | None:

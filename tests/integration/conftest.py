@@ -83,12 +83,12 @@ def delete_test_streams():
     yield
     import boto3
 
+    from services.provision.aws import delete_streams
+
     settings = load_settings()
     try:
         kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
         names = kinesis.list_streams(Limit=1000).get("StreamNames", [])
-        for name in names:
-            if f"-{TEST_USER_PREFIX}" in name:
-                kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+        delete_streams(settings, [name for name in names if f"-{TEST_USER_PREFIX}" in name])
     except Exception as error:  # the stack may be down after a failed run: the cleanup must not hide the cause
         print(f"note: could not delete the tests' Kinesis streams: {error}")

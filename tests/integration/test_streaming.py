@@ -22,10 +22,9 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from botocore.exceptions import WaiterError
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
-from services.provision.aws import provision_streams
+from services.provision.aws import recreate_streams
 
 STREAM_USER_ID = "7e57c0de0006"
 STREAM_DATABASE = "pinterest_data_stream"
@@ -42,24 +41,6 @@ def stream_settings(stack) -> Settings:
 @pytest.fixture(scope="module")
 def kinesis(stream_settings):
     return boto3.client("kinesis", **stream_settings.boto3_client_kwargs("kinesis"))
-
-
-def recreate_streams(kinesis, settings: Settings) -> None:
-    """Empty streams for the test user: delete, then the provisioning step (retried: kinesis-mock may not list a
-    stream for a moment after CreateStream, which fails boto3's StreamExists waiter)."""
-    for name in settings.streams:
-        try:
-            kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
-            kinesis.get_waiter("stream_not_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        except kinesis.exceptions.ResourceNotFoundException:
-            pass
-    for attempt in range(5):
-        try:
-            provision_streams(settings, dry_run=False)
-            return
-        except WaiterError:
-            time.sleep(2 + attempt)
-    provision_streams(settings, dry_run=False)
 
 
 def source_rows(table: str) -> list[dict]:
@@ -188,7 +169,7 @@ def check_exactly_once(settings: Settings, warehouse: Path, truth: dict[str, dic
 
 @pytest.mark.timeout(JOB_TIMEOUT + 300)
 def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings, kinesis, tmp_path):
-    recreate_streams(kinesis, stream_settings)
+    recreate_streams(stream_settings)
     put = put_direct(kinesis, stream_settings)
     invoke_url = load_settings().resolved_invoke_url()
     if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis, from a source database of its own
@@ -217,7 +198,7 @@ def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT + 300)
 def test_kill_9_mid_stream_then_restart_loses_and_repeats_nothing(stream_settings, kinesis, tmp_path):
-    recreate_streams(kinesis, stream_settings)
+    recreate_streams(stream_settings)
     warehouse = tmp_path / "warehouse"
     stop_producer = threading.Event()
     produced = Counter()
