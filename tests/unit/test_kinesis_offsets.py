@@ -5,6 +5,9 @@ resharding (parents read before children), pacing and throttling backoff."""
 from __future__ import annotations
 
 import itertools
+import pickle
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,7 +101,8 @@ class FakeKinesis:
 
 
 def make_reader(fake: FakeKinesis, monkeypatch, **options: str) -> ks.KinesisStreamReader:
-    opts = {"streamName": STREAM, "initialPosition": "earliest", "minFetchPeriod": "0", **options}
+    # prefetch off: latestOffset fetches itself, so each step is deterministic (the thread has its own test).
+    opts = {"streamName": STREAM, "initialPosition": "earliest", "minFetchPeriod": "0", "prefetch": "false", **options}
     parsed = ks.KinesisOptions.parse(opts)
     monkeypatch.setattr(ks.KinesisOptions, "client", lambda self: fake)
     return ks.KinesisStreamReader(parsed)
@@ -305,6 +309,88 @@ def test_resharding_reads_parent_to_its_end_before_children(monkeypatch):
     reader.options.shard_list_interval = 0
     offset, rows = run_batch(reader, offset)
     assert "p" not in offset and rows == []
+
+
+def rows_for(shard_id: str, seqs: list[int]) -> list[tuple]:
+    return [("k", b"{}", STREAM, shard_id, str(seq), EPOCH) for seq in seqs]
+
+
+def test_take_caps_each_shard_and_keeps_children_behind_their_parents():
+    position = {"p": ks.shard_state("TRIM_HORIZON", "10"), "q": ks.shard_state("TRIM_HORIZON", "5")}
+    fetched = {
+        "p": ks.shard_state("TRIM_HORIZON", "13", ended=True),
+        "q": ks.shard_state("TRIM_HORIZON", "7"),
+        "c": ks.shard_state("TRIM_HORIZON", "21"),  # p's child, found by the fetcher
+    }
+    shards = [ks.Shard("p", closed=True), ks.Shard("q"), ks.Shard("c", ("p",))]
+    buffered = {"p": rows_for("p", [9, 10, 11, 12, 13]), "q": rows_for("q", [6, 7]), "c": rows_for("c", [20, 21])}
+    # Cap 2: p takes 11-12 and is not ended (13 is left), so its child may not move yet.
+    end = ks.take(position, fetched, shards, buffered, cap=2)
+    assert end == {
+        "p": ks.shard_state("TRIM_HORIZON", "12"),
+        "q": ks.shard_state("TRIM_HORIZON", "7"),
+        "c": ks.shard_state("TRIM_HORIZON"),
+    }
+    # Next batch: p's last record ends it, and in the same pass its child starts.
+    end2 = ks.take(end, fetched, shards, buffered, cap=2)
+    assert end2["p"] == ks.shard_state("TRIM_HORIZON", "13", ended=True)
+    assert end2["c"] == ks.shard_state("TRIM_HORIZON", "21") and end2["q"] == end["q"]
+    # Kinesis forgets the ended parent: it leaves once fetching dropped it.
+    assert "p" not in ks.take(end2, {k: v for k, v in fetched.items() if k != "p"}, shards[1:], buffered, cap=2)
+
+
+def test_prefetch_thread_fetches_ahead_so_latest_offset_does_not_call_kinesis(monkeypatch):
+    fake = FakeKinesis({"s0": (), "s1": ()})
+    reader = make_reader(fake, monkeypatch, prefetch="true", pollInterval="10")
+    fetching_threads = set()
+    get_records = fake.get_records
+
+    def recorded(**kwargs):
+        fetching_threads.add(threading.current_thread().name)
+        return get_records(**kwargs)
+
+    fake.get_records = recorded
+    try:
+        offset = reader.initialOffset()
+        assert reader.latestOffset() == offset  # starts the thread; nothing in the stream yet
+        put = fake.put("s0", 3) + fake.put("s1", 2)
+        got: list[tuple] = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(put) and time.monotonic() < deadline:
+            end = reader.latestOffset()
+            rows = [row for part in reader.partitions(offset, end) for row in reader.read(part)]
+            assert all(part.rows is not None for part in reader.partitions(offset, end))
+            reader.commit(end)
+            got += rows
+            offset = end
+            time.sleep(0.02)
+        assert sorted(q for _, q in keys(got)) == sorted(put)
+        # Spark pickles the reader for its Python workers: options only, none of the driver's thread state.
+        copy = pickle.loads(pickle.dumps(reader))
+        assert copy.options == reader.options and copy._thread is None and copy._buffers == {}
+        assert fetching_threads == {f"kinesis-prefetch-{STREAM}"}  # never Spark's calling thread
+    finally:
+        reader.stop()
+    assert not reader._thread.is_alive()
+
+
+def test_a_prefetch_failure_fails_the_next_latest_offset(monkeypatch):
+    fake = FakeKinesis({"s0": ()})
+    reader = make_reader(fake, monkeypatch, prefetch="true", pollInterval="10")
+
+    def broken(**_):
+        raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "GetRecords")
+
+    try:
+        reader.latestOffset()
+        fake.get_records = broken
+        deadline = time.monotonic() + 10
+        with pytest.raises(RuntimeError, match=f"fetching from Kinesis stream {STREAM} failed"):
+            while time.monotonic() < deadline:
+                reader.latestOffset()
+                time.sleep(0.02)
+    finally:
+        reader.stop()
 
 
 def test_fetch_paces_calls_and_backs_off_on_throttling():
