@@ -17,7 +17,7 @@ pipeline.settings when importable, else boto3's chain), `initialPosition` = `ear
 `latest` | `at_timestamp` with `timestamp` (ISO 8601 or epoch seconds), `maxRecordsPerFetch` (GetRecords limit,
 default 10000), `maxRecordsPerShardPerBatch` (default 20000), `minFetchPeriod` (ms between GetRecords calls on one
 shard while it has more, default 200: Kinesis allows 5 per second per shard), `pollInterval` (ms between
-GetRecords calls on a shard that is caught up, default 500), `shardListInterval` (ms between ListShards calls,
+GetRecords calls on a shard that is caught up, default 500; twice that after a call that found nothing), `shardListInterval` (ms between ListShards calls,
 default 10000; a shard that ends triggers one at once), `prefetch` (default true; false: `latestOffset` fetches
 itself, for at most `maxFetchDuration` ms, default 2000).
 
@@ -359,11 +359,15 @@ class ShardFetcher:
         self.sleep, self.clock = sleep, clock
         self.last_call = float("-inf")
         self.caught_up = False
+        self.last_count = 0
 
     def due_at(self) -> float:
-        """When the next GetRecords is due: soon while the shard has more (Kinesis's pace), otherwise after the
-        poll interval."""
-        return self.last_call + (self.options.poll_interval if self.caught_up else self.options.min_fetch_period)
+        """When the next GetRecords is due: soon while the shard has more (Kinesis's pace), after the poll interval
+        while records trickle in, and after twice that when the last call found nothing (an idle stream costs the
+        emulated Kinesis one call per shard and second, about what one fetch per 1 s trigger did before)."""
+        if not self.caught_up:
+            return self.last_call + self.options.min_fetch_period
+        return self.last_call + self.options.poll_interval * (1 if self.last_count else 2)
 
     def fetch(self) -> tuple[list[Row], bool]:
         """One GetRecords call: (rows, caught_up). Sets `ended` when the shard is closed and fully read."""
@@ -405,6 +409,7 @@ class ShardFetcher:
         ]
         if rows:
             self.state["seq"] = rows[-1][4]
+        self.last_count = len(rows)
         self.iterator = response.get("NextShardIterator")
         if self.iterator is None:
             self.ended = self.caught_up = True

@@ -452,6 +452,23 @@ def test_a_fetch_is_caught_up_without_chasing_a_moving_tip(records, behind, caug
     assert len(rows) == records and result is caught_up
 
 
+def test_a_shard_is_polled_at_kinesis_pace_while_behind_and_less_often_when_idle():
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 3)
+    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=2, min_fetch_period=0.2, poll_interval=0.5)
+    now = [100.0]
+    fetcher = ks.ShardFetcher(
+        fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, lambda _: None, lambda: now[0]
+    )
+    due = []
+    for _ in range(3):
+        fetcher.fetch()
+        due.append(round(fetcher.due_at() - now[0], 3))
+        now[0] += 1
+    # A full page (more may wait): 200 ms. The rest of the records, caught up: 500 ms. Nothing new: 1 s.
+    assert due == [0.2, 0.5, 1.0]
+
+
 def test_read_range_fails_loudly_when_logged_records_are_gone():
     fake = FakeKinesis({"s0": ()})
     fake.put("s0", 2)
