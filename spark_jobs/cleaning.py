@@ -106,9 +106,13 @@ def parse_records(df: DataFrame, table: str) -> DataFrame:
 
 
 def _names_where(names: tuple[str, ...], predicate: Callable[[str], Column]) -> Column:
-    """Comma-separated names for which `predicate(name)` holds, or null when none does."""
-    hits = F.array_compact(F.array(*(F.when(predicate(name), F.lit(name)) for name in names)))
-    return F.when(F.size(hits) > 0, F.array_join(hits, ", "))
+    """Comma-separated names for which `predicate(name)` holds, or null when none does.
+
+    `concat_ws` skips nulls, so it needs no `array_compact`: that is a higher-order function (`filter`), which Spark
+    cannot compile, and one such expression keeps the whole cleaning projection out of whole-stage code generation
+    (its code was then generated again in every task: 20 % of the streaming executors' CPU)."""
+    hits = F.concat_ws(", ", *(F.when(predicate(name), F.lit(name)) for name in names))
+    return F.when(hits != "", hits)
 
 
 def _any(conditions: list[Column]) -> Column:
@@ -144,7 +148,7 @@ def flag_invalid_records(df: DataFrame, table: str) -> DataFrame:
     # Cheap boolean test first; the descriptive reason (arrays, strings) is only built for the few bad records.
     is_bad = keys.isNull() | (F.size(unexpected_keys) > 0) | _any(list(is_missing.values()))
     is_bad = is_bad | _any([_is_invalid_value(table, name) for name in checked])
-    unexpected = F.array_join(F.array_sort(unexpected_keys), ", ")
+    unexpected = F.array_join(F.sort_array(unexpected_keys), ", ")  # sort_array compiles; array_sort's lambda does not
     missing = _names_where(tuple(is_missing), lambda name: is_missing[name])
     reason = (
         F.when(~is_bad, F.lit(None).cast("string"))
