@@ -52,6 +52,7 @@ The offset arithmetic is pure functions over plain dicts (below), tested without
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
 import time
@@ -200,12 +201,14 @@ def records_in_range(records: Sequence[Row], start_seq: str | None, end_seq: str
     return [row for row in records if low < seq_number(row[4]) <= high]
 
 
+def first_after(records: Sequence[Row], seq: str | None) -> int:
+    """Index of the first row of `records` (one shard, in order) after sequence number `seq` (0 for None)."""
+    return 0 if seq is None else bisect.bisect_right(records, seq_number(seq), key=lambda row: seq_number(row[4]))
+
+
 def rows_after(records: Sequence[Row], seq: str | None) -> list[Row]:
     """The rows of `records` (one shard, in order) after sequence number `seq` (all of them for None)."""
-    if seq is None:
-        return list(records)
-    low = seq_number(seq)
-    return [row for row in records if seq_number(row[4]) > low]
+    return list(records[first_after(records, seq) :])
 
 
 def take(
@@ -473,7 +476,9 @@ class KinesisStreamReader(DataSourceStreamReader):
         # Per shard: (base state, rows fetched after it, in order), kept until the batch holding them commits.
         self._buffers: dict[str, tuple[dict[str, Any], list[Row]]] = {}
         # The prefetch thread fetches and appends to the buffers; Spark's calls plan, hand out and trim them.
+        # `_planned` wakes the thread when a batch was planned (room in a full buffer) or the reader stops.
         self._lock = threading.Lock()
+        self._planned = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -508,7 +513,7 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._start_prefetching()
         else:
             deadline = time.monotonic() + self.options.max_fetch_duration
-            while self._fetch_round(wait_until_due=False) and time.monotonic() < deadline:
+            while self._fetch_round(wait_until_due=False)[0] and time.monotonic() < deadline:
                 pass
         with self._lock:
             if self._error is not None:
@@ -517,6 +522,7 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._position = take(
                 self._position, self._fetched, self._shards, buffered, self.options.max_records_per_batch
             )
+            self._planned.notify_all()
             return self._position
 
     # --- fetching (the prefetch thread, or latestOffset itself) ---------------------------------------------
@@ -529,20 +535,18 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._listed_at, self._relist = now, False
         return self._shards
 
-    def _fetch_round(self, wait_until_due: bool) -> bool:
+    def _fetch_round(self, wait_until_due: bool) -> tuple[bool, float]:
         """One GetRecords on each readable shard that has room in its buffer (and, for the prefetch thread, is due).
-        Returns whether a shard may have more records right away."""
+        Returns whether a shard may have more records right away, and when the next call on a shard with room is
+        due (a shard with a full buffer waits for the next planned batch instead)."""
         shards = self._list_shards()
         with self._lock:
             self._fetched = fetched = merge_shards(self._fetched, shards)
-        more = False
+        more, next_due = False, time.monotonic() + self.options.poll_interval
         for shard_id in readable_shards(fetched, shards):
             with self._lock:
-                ahead = len(
-                    rows_after(
-                        self._buffers.get(shard_id, ({}, []))[1], self._position.get(shard_id, fetched[shard_id])["seq"]
-                    )
-                )
+                rows = self._buffers.get(shard_id, ({}, []))[1]
+                ahead = len(rows) - first_after(rows, self._position.get(shard_id, fetched[shard_id])["seq"])
             if ahead >= self.options.max_records_per_batch:
                 continue  # a full batch is waiting: fetch on once it is planned
             fetcher = self._fetchers.get(shard_id)
@@ -550,6 +554,7 @@ class KinesisStreamReader(DataSourceStreamReader):
                 fetcher = ShardFetcher(self.client, self.options.stream, shard_id, fetched[shard_id], self.options)
                 self._fetchers[shard_id] = fetcher
             if wait_until_due and fetcher.due_at() > time.monotonic():
+                next_due = min(next_due, fetcher.due_at())
                 continue
             rows, caught_up = fetcher.fetch()
             with self._lock:
@@ -559,8 +564,10 @@ class KinesisStreamReader(DataSourceStreamReader):
             if fetcher.ended:
                 self._fetchers.pop(shard_id, None)
                 self._relist = True
+            else:
+                next_due = min(next_due, fetcher.due_at())
             more = more or not caught_up
-        return more
+        return more, next_due
 
     def _start_prefetching(self) -> None:
         if self._thread is None:
@@ -572,9 +579,11 @@ class KinesisStreamReader(DataSourceStreamReader):
     def _prefetch(self) -> None:
         try:
             while not self._stopping.is_set():
-                if not self._fetch_round(wait_until_due=True):
-                    due = min((f.due_at() for f in self._fetchers.values()), default=time.monotonic())
-                    self._stopping.wait(min(max(due - time.monotonic(), 0.01), self.options.poll_interval))
+                more, next_due = self._fetch_round(wait_until_due=True)
+                if not more:
+                    with self._planned:
+                        if not self._stopping.is_set():
+                            self._planned.wait(max(next_due - time.monotonic(), 0.01))
         except BaseException as error:  # surfaced by the next latestOffset, which fails the query
             with self._lock:
                 self._error = error
@@ -626,6 +635,8 @@ class KinesisStreamReader(DataSourceStreamReader):
 
     def stop(self) -> None:
         self._stopping.set()
+        with self._planned:
+            self._planned.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=10)
         with self._lock:

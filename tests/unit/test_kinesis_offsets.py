@@ -374,6 +374,31 @@ def test_prefetch_thread_fetches_ahead_so_latest_offset_does_not_call_kinesis(mo
     assert not reader._thread.is_alive()
 
 
+def test_a_full_prefetch_buffer_waits_for_the_next_planned_batch(monkeypatch):
+    fake = FakeKinesis({"s0": ()})
+    fake.put("s0", 10)
+    reader = make_reader(
+        fake, monkeypatch, prefetch="true", pollInterval="1000", maxRecordsPerFetch="2", maxRecordsPerShardPerBatch="2"
+    )
+    rounds = []
+    fetch_round = reader._fetch_round
+    monkeypatch.setattr(reader, "_fetch_round", lambda **kw: rounds.append(1) or fetch_round(**kw))
+    try:
+        reader.latestOffset()  # starts the thread, which fetches until one batch (2 records) waits unplanned
+        time.sleep(0.3)
+        calls, rounds_before = fake.calls.count("GetRecords"), len(rounds)
+        time.sleep(0.5)
+        # No polling loop while the buffer is full: no call, and at most one round (the 1 s poll interval).
+        assert fake.calls.count("GetRecords") == calls and len(rounds) - rounds_before <= 1
+        end = reader.latestOffset()  # plans those 2: the thread wakes at once and fetches the next 2
+        deadline = time.monotonic() + 0.5
+        while fake.calls.count("GetRecords") == calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fake.calls.count("GetRecords") == calls + 1 and end["s0"]["seq"] is not None
+    finally:
+        reader.stop()
+
+
 def test_a_prefetch_failure_fails_the_next_latest_offset(monkeypatch):
     fake = FakeKinesis({"s0": ()})
     reader = make_reader(fake, monkeypatch, prefetch="true", pollInterval="10")
