@@ -295,6 +295,21 @@ def down(settings: Settings, services: list[Service]) -> None:
     print("stack is down")
 
 
+def stop_only(settings: Settings, services: list[Service]) -> None:
+    """`down --only NAME...`: stop those services and leave the rest of the stack (and supervisord) running."""
+    if not supervisor_running(settings):
+        print("stack is not running")
+        return
+    rpc = _rpc(settings)
+    states = {info["name"]: info["statename"] for info in rpc.supervisor.getAllProcessInfo()}
+    for service in services:
+        if states.get(service.name) in ("RUNNING", "STARTING", "BACKOFF"):
+            print(f"  stopping {service.name}", flush=True)
+            rpc.supervisor.stopProcess(service.name, True)
+        else:
+            print(f"  {service.name} is not running")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -358,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         up(settings, configured, services)
     elif args.command == "down":
-        down(settings, configured)
+        if args.only:
+            stop_only(settings, services)
+        else:
+            down(settings, configured)
     elif args.command == "status":
         return status(settings, services)
     else:
