@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from urllib.parse import urlsplit
 
@@ -11,13 +12,33 @@ from pipeline.settings import get_settings
 from services.rest_proxy.app import create_app
 from services.rest_proxy.fast_path import FastProducePath
 
+# Young-generation GC threshold (CPython's default is 700 allocations). A 100-record produce request allocates
+# about 800 tracked containers (parsed rows, records, callbacks, response entries), none of them in cycles, so the
+# default ran a young collection per request and a full one every ~100 requests over the whole heap of FastAPI,
+# pydantic and uvicorn: 16 % of the event loop's time under batched load (py-spy), about 2.5 us per record.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def freeze_startup_heap() -> None:
+    """Take everything alive after startup out of the collector's view, and make young collections rarer.
+
+    Modules, routes and models live as long as the process; after `gc.freeze()` no full collection traverses them
+    again. Request objects that do form cycles (asyncio tasks and futures) are still collected, only less often.
+    """
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
+
 
 def main() -> None:
     settings = get_settings()
     address = urlsplit(settings.rest_proxy_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = FastProducePath(create_app(settings))
+    freeze_startup_heap()
     uvicorn.run(
-        FastProducePath(create_app(settings)),
+        app,
         host=settings.bind_host,
         port=address.port or 8082,
         loop="uvloop",

@@ -122,3 +122,18 @@ def test_blank_or_control_group_ids_are_refused_not_fatal(client, group):
     response = client.post(f"/consumers/{group}", json={"format": "json"}, headers={"Content-Type": V2_JSON})
     assert_error(response, 422, 42204)
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_the_server_freezes_its_startup_heap_and_collects_young_objects_less_often():
+    import gc
+
+    from services.rest_proxy.__main__ import GC_YOUNG_THRESHOLD, freeze_startup_heap
+
+    threshold = gc.get_threshold()
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 10_000  # the imported modules, the app and its models
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
