@@ -302,7 +302,7 @@ def stop_only(settings: Settings, services: list[Service]) -> None:
         return
     rpc = _rpc(settings)
     states = {info["name"]: info["statename"] for info in rpc.supervisor.getAllProcessInfo()}
-    for service in services:
+    for service in reversed(services):  # dependents first, as a full stop does
         if states.get(service.name) in ("RUNNING", "STARTING", "BACKOFF"):
             print(f"  stopping {service.name}", flush=True)
             rpc.supervisor.stopProcess(service.name, True)
