@@ -172,6 +172,17 @@ def put_records(
     )
 
 
+def print_windows(put_at: dict[tuple[str, int], float], seen: dict[tuple[str, int], float], width: float = 10) -> None:
+    """Median latency per `width` seconds of PUTs: flat when the job keeps up, rising when it falls behind."""
+    first = min(put_at.values())
+    windows: dict[int, list[float]] = {}
+    for key, at in put_at.items():
+        if key in seen:
+            windows.setdefault(int((at - first) // width), []).append(seen[key] - at)
+    cells = [f"{w * width:.0f}-{(w + 1) * width:.0f} s: {statistics.median(v):.1f}" for w, v in sorted(windows.items())]
+    print("bench_stream: median latency by PUT time:", "; ".join(cells))
+
+
 def append_result(row: str) -> None:
     record_row(SECTION, f"{NOTE}\n\n{HEADER}", row, BENCHMARKS)
 
@@ -236,6 +247,7 @@ def main() -> int:
     if not landed:
         raise SystemExit(f"no record landed; see {work / 'job.log'}")
     span = max(poller.seen.values()) - min(put_at.values())
+    print_windows(put_at, poller.seen)
     quantiles = statistics.quantiles(latencies, n=100) if landed > 1 else latencies * 99
     p50, p95 = quantiles[49], quantiles[94]
     print(
