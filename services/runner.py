@@ -274,12 +274,7 @@ def down(settings: Settings, services: list[Service]) -> None:
     print("stopping services (data is kept) ...", flush=True)
     rpc = _rpc(settings)
     for info in reversed(rpc.supervisor.getAllProcessInfo()):
-        if info["statename"] in ("RUNNING", "STARTING", "BACKOFF"):
-            print(f"  stopping {info['name']}", flush=True)
-            try:
-                rpc.supervisor.stopProcess(info["name"], True)
-            except xmlrpc.client.Fault as fault:
-                print(f"  {info['name']}: {fault.faultString}")
+        _stop_if_active(rpc, info["name"], info["statename"])
     rpc.supervisor.shutdown()
     deadline = time.monotonic() + 30
     while pid and _pid_alive(pid) and time.monotonic() < deadline:
@@ -303,11 +298,20 @@ def stop_only(settings: Settings, services: list[Service]) -> None:
     rpc = _rpc(settings)
     states = {info["name"]: info["statename"] for info in rpc.supervisor.getAllProcessInfo()}
     for service in reversed(services):  # dependents first, as a full stop does
-        if states.get(service.name) in ("RUNNING", "STARTING", "BACKOFF"):
-            print(f"  stopping {service.name}", flush=True)
-            rpc.supervisor.stopProcess(service.name, True)
-        else:
+        if not _stop_if_active(rpc, service.name, states.get(service.name)):
             print(f"  {service.name} is not running")
+
+
+def _stop_if_active(rpc, name: str, state: str | None) -> bool:
+    """Stop one supervised process (waiting for it) if it is running or starting; False when it was not."""
+    if state not in ("RUNNING", "STARTING", "BACKOFF"):
+        return False
+    print(f"  stopping {name}", flush=True)
+    try:
+        rpc.supervisor.stopProcess(name, True)
+    except xmlrpc.client.Fault as fault:
+        print(f"  {name}: {fault.faultString}")
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
