@@ -196,9 +196,7 @@ def iterator_request(stream: str, shard_id: str, state: dict[str, Any]) -> dict[
 
 def records_in_range(records: Sequence[Row], start_seq: str | None, end_seq: str) -> list[Row]:
     """The rows of `records` (one shard, in order) with start_seq < sequence number <= end_seq."""
-    low = seq_number(start_seq) if start_seq is not None else -1
-    high = seq_number(end_seq)
-    return [row for row in records if low < seq_number(row[4]) <= high]
+    return list(records[first_after(records, start_seq) : first_after(records, end_seq)])
 
 
 def first_after(records: Sequence[Row], seq: str | None) -> int:
@@ -545,8 +543,8 @@ class KinesisStreamReader(DataSourceStreamReader):
         more, next_due = False, time.monotonic() + self.options.poll_interval
         for shard_id in readable_shards(fetched, shards):
             with self._lock:
-                rows = self._buffers.get(shard_id, ({}, []))[1]
-                ahead = len(rows) - first_after(rows, self._position.get(shard_id, fetched[shard_id])["seq"])
+                buffered = self._buffers.get(shard_id, ({}, []))[1]
+                ahead = len(buffered) - first_after(buffered, self._position.get(shard_id, fetched[shard_id])["seq"])
             if ahead >= self.options.max_records_per_batch:
                 continue  # a full batch is waiting: fetch on once it is planned
             fetcher = self._fetchers.get(shard_id)
