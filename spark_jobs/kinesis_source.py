@@ -17,9 +17,9 @@ pipeline.settings when importable, else boto3's chain), `initialPosition` = `ear
 `latest` | `at_timestamp` with `timestamp` (ISO 8601 or epoch seconds), `maxRecordsPerFetch` (GetRecords limit,
 default 10000), `maxRecordsPerShardPerBatch` (default 20000), `minFetchPeriod` (ms between GetRecords calls on one
 shard while it has more, default 200: Kinesis allows 5 per second per shard), `pollInterval` (ms between
-GetRecords calls on a shard that is caught up, default 500; twice that after a call that found nothing), `shardListInterval` (ms between ListShards calls,
-default 10000; a shard that ends triggers one at once), `prefetch` (default true; false: `latestOffset` fetches
-itself, for at most `maxFetchDuration` ms, default 2000).
+GetRecords calls on a shard that is caught up, default 500; twice that after a call that found nothing),
+`shardListInterval` (ms between ListShards calls, default 10000; a shard that ends triggers one at once),
+`prefetch` (default true; false: `latestOffset` fetches itself, for at most `maxFetchDuration` ms, default 2000).
 
 Prefetching: like Databricks' source, the driver fetches ahead in a background thread, so a trigger only takes
 the records already fetched and does not wait for Kinesis. Measured on 2 cores at 100 records/s: `latestOffset`
