@@ -262,8 +262,8 @@ def start_query(
     )
     if args.timestamp:
         source = source.option("timestamp", args.timestamp)
-    if settings.aws_endpoint_url:
-        source = source.option("endpointUrl", settings.aws_endpoint_url)
+    if settings.kinesis_endpoint_url:
+        source = source.option("endpointUrl", settings.kinesis_endpoint_url)
     return (
         source.load()
         .transform(kinesis_records)

@@ -183,6 +183,17 @@ def print_windows(put_at: dict[tuple[str, int], float], seen: dict[tuple[str, in
     print("bench_stream: median latency by PUT time:", "; ".join(cells))
 
 
+def print_tables(put_at: dict[tuple[str, int], float], seen: dict[tuple[str, int], float]) -> None:
+    """p50/p95 latency per table: the three queries run side by side, and the slowest sets the overall p95."""
+    cells = []
+    for table in TABLES:
+        latencies = [seen[key] - at for key, at in put_at.items() if key[0] == table and key in seen]
+        if len(latencies) > 1:
+            quantiles = statistics.quantiles(latencies, n=100)
+            cells.append(f"{table} p50 {quantiles[49]:.2f} s, p95 {quantiles[94]:.2f} s")
+    print("bench_stream: latency by table:", "; ".join(cells))
+
+
 def append_result(row: str) -> None:
     record_row(SECTION, f"{NOTE}\n\n{HEADER}", row, BENCHMARKS)
 
@@ -248,6 +259,7 @@ def main() -> int:
         raise SystemExit(f"no record landed; see {work / 'job.log'}")
     span = max(poller.seen.values()) - min(put_at.values())
     print_windows(put_at, poller.seen)
+    print_tables(put_at, poller.seen)
     quantiles = statistics.quantiles(latencies, n=100) if landed > 1 else latencies * 99
     p50, p95 = quantiles[49], quantiles[94]
     print(

@@ -1,4 +1,6 @@
-"""LocalStack 4.9.2 in host mode (no Docker, no account): Kinesis, API Gateway, STS and IAM on one port (4566).
+"""LocalStack 4.9.2 in host mode (no Docker, no account): Kinesis, API Gateway, STS and IAM on one port (4566), and
+its Kinesis backend, kinesis-mock, on a fixed port of its own (4567, `AWS_ENDPOINT_URL_KINESIS`), which Kinesis
+clients call directly (why: services/localstack/site/sitecustomize.py).
 
 It runs from its own virtualenv (.state/venvs/localstack, made by services/localstack/install.sh) because
 localstack-core pins packages the project's venv must not follow. Version, pins and flags are the ones measured in
@@ -22,6 +24,8 @@ from pipeline.settings import REPO_ROOT, Settings
 from services.runner import NotReady, Service
 
 DEFAULT_PORT = 4566
+DEFAULT_KINESIS_PORT = 4567
+SITE_DIR = REPO_ROOT / "services" / "localstack" / "site"  # sitecustomize.py: kinesis-mock on a fixed port
 SERVICES = "kinesis,apigateway,sts,iam"
 # kinesis-mock rewrites its whole state (every record still retained, 24 h) each interval, blocking its event loop
 # meanwhile: with 10 MB of state, 1.5-1.7 s every 5 s (measured 2026-11-26; 51 % of a core while idle). 30 s cuts
@@ -61,6 +65,16 @@ def endpoint_url(settings: Settings) -> str:
     return settings.aws_endpoint_url or f"http://{settings.bind_host}:{DEFAULT_PORT}"
 
 
+def kinesis_port(settings: Settings) -> int:
+    """kinesis-mock's fixed port, from `AWS_ENDPOINT_URL_KINESIS` (or 4567 when that is unset)."""
+    endpoint = settings.aws_endpoint_url_kinesis
+    return (urlsplit(endpoint).port if endpoint else None) or DEFAULT_KINESIS_PORT
+
+
+def kinesis_endpoint_url(settings: Settings) -> str:
+    return settings.kinesis_endpoint_url or f"http://{settings.bind_host}:{DEFAULT_KINESIS_PORT}"
+
+
 def environment(settings: Settings) -> dict[str, str]:
     return {
         "OVERRIDE_IN_DOCKER": "0",
@@ -78,6 +92,10 @@ def environment(settings: Settings) -> dict[str, str]:
         "PERSISTENCE": "1",
         "KINESIS_MOCK_PERSIST_INTERVAL": f"{PERSIST_INTERVAL_SECONDS}s",
         "AWS_DEFAULT_REGION": settings.aws_region,
+        # services/localstack/site/sitecustomize.py: the default account's kinesis-mock listens on this port, where
+        # AWS_ENDPOINT_URL_KINESIS points (it binds every interface, as LocalStack's random port did).
+        "KINESIS_MOCK_PORT": str(kinesis_port(settings)),
+        "PYTHONPATH": str(SITE_DIR),
     }
 
 
@@ -101,9 +119,15 @@ def prepare(settings: Settings) -> None:
     link.symlink_to(libs)
 
 
-def kinesis_client(settings: Settings, timeout: float = 10.0):
+def kinesis_client(settings: Settings, timeout: float = 10.0, endpoint: str | None = None):
+    """A Kinesis client with short timeouts: on `AWS_ENDPOINT_URL_KINESIS` (kinesis-mock), or on `endpoint`."""
     config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"})
-    return boto3.client("kinesis", config=config, **settings.boto3_client_kwargs("kinesis"))
+    kwargs = settings.boto3_client_kwargs("kinesis") | ({"endpoint_url": endpoint} if endpoint else {})
+    return boto3.client("kinesis", config=config, **kwargs)
+
+
+def list_all_streams(client) -> set[str]:
+    return {name for page in client.get_paginator("list_streams").paginate() for name in page["StreamNames"]}
 
 
 def ready(settings: Settings) -> None:
@@ -116,11 +140,26 @@ def ready(settings: Settings) -> None:
     not_running = [name for name in SERVICES.split(",") if states.get(name) not in ("running", "available")]
     if not_running:
         raise NotReady(f"{health_url}: not running yet: {', '.join(not_running)}")
-    # The first Kinesis call starts kinesis-mock, which loads the persisted streams.
+    # The first Kinesis call through LocalStack starts kinesis-mock, which loads the persisted streams.
     try:
-        kinesis_client(settings).list_streams(Limit=1)
+        through_localstack = list_all_streams(kinesis_client(settings, endpoint=endpoint_url(settings)))
     except Exception as error:  # any failure means "Kinesis not serving yet"
         raise NotReady(f"Kinesis ListStreams on {endpoint_url(settings)} failed: {error}") from error
+    direct = kinesis_endpoint_url(settings)
+    if direct.rstrip("/") == endpoint_url(settings).rstrip("/"):
+        return
+    try:
+        served = list_all_streams(kinesis_client(settings, endpoint=direct))
+    except Exception as error:
+        raise NotReady(
+            f"Kinesis ListStreams on {direct} (kinesis-mock, AWS_ENDPOINT_URL_KINESIS) failed: {error}"
+        ) from error
+    if served != through_localstack:
+        raise NotReady(
+            f"Kinesis on {direct} serves other streams than LocalStack's Kinesis on {endpoint_url(settings)} "
+            f"({len(served)} against {len(through_localstack)}): is another kinesis-mock on port {kinesis_port(settings)}? "
+            "Stop it, or set AWS_ENDPOINT_URL_KINESIS to a free port."
+        )
 
 
 def service(settings: Settings) -> Service:
@@ -137,9 +176,12 @@ def service(settings: Settings) -> Service:
             "-m",
             "localstack.runtime.main",
         ],
-        ports=(listen_port(settings),),
+        ports=(listen_port(settings), kinesis_port(settings)),
         ready=ready,
-        where=f"{endpoint_url(settings)} (LocalStack 4.9.2: {SERVICES}; Kinesis state in {kinesis_state_dir(settings)})",
+        where=(
+            f"{endpoint_url(settings)} (LocalStack 4.9.2: {SERVICES}); Kinesis (kinesis-mock) also at "
+            f"{kinesis_endpoint_url(settings)}, state in {kinesis_state_dir(settings)}"
+        ),
         prepare=prepare,
         env=environment(settings),
         directory=REPO_ROOT,

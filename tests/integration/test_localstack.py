@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from pipeline.settings import Settings, load_settings
-from services.localstack.service import SERVICES, endpoint_url, kinesis_client, ready
+from services.localstack.service import SERVICES, endpoint_url, kinesis_client, kinesis_endpoint_url, ready
 from services.runner import _conf_path, _supervisor_bin, process_states
 
 STREAM = "streaming-7e57c0de0001-durability"
@@ -64,8 +64,8 @@ def _ensure_stream(settings: Settings) -> None:
     kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
 
-def _put(settings: Settings, run: str, count: int) -> set[str]:
-    kinesis = kinesis_client(settings)
+def _put(settings: Settings, run: str, count: int, endpoint: str | None = None) -> set[str]:
+    kinesis = kinesis_client(settings, endpoint=endpoint)
     sent = set()
     for i in range(count):
         body = {"run": run, "i": i}
@@ -74,8 +74,8 @@ def _put(settings: Settings, run: str, count: int) -> set[str]:
     return sent
 
 
-def _read_all(settings: Settings) -> set[str]:
-    kinesis = kinesis_client(settings, timeout=30)
+def _read_all(settings: Settings, endpoint: str | None = None) -> set[str]:
+    kinesis = kinesis_client(settings, timeout=30, endpoint=endpoint)
     seen = set()
     for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
         iterator = kinesis.get_shard_iterator(
@@ -98,6 +98,19 @@ def test_health_lists_the_services_running(localstack):
     for name in SERVICES.split(","):
         assert health["services"][name] in ("running", "available"), name
     assert health["services"].get("s3") == "disabled", "S3 is served by the durable store, not LocalStack"
+
+
+def test_the_kinesis_endpoint_is_localstacks_own_kinesis_backend(localstack):
+    """AWS_ENDPOINT_URL_KINESIS (kinesis-mock on its fixed port) and LocalStack's Kinesis serve the same streams:
+    records put through either door are read, all of them, through both."""
+    assert kinesis_endpoint_url(localstack) != endpoint_url(localstack), "the stack calls kinesis-mock directly"
+    _ensure_stream(localstack)
+    run = uuid.uuid4().hex[:8]
+    sent = _put(localstack, f"{run}-ls", 10, endpoint=endpoint_url(localstack))
+    sent |= _put(localstack, f"{run}-direct", 10, endpoint=kinesis_endpoint_url(localstack))
+    through_localstack = {key for key in _read_all(localstack, endpoint_url(localstack)) if key.startswith(run)}
+    direct = {key for key in _read_all(localstack, kinesis_endpoint_url(localstack)) if key.startswith(run)}
+    assert through_localstack == direct == sent
 
 
 def test_stream_and_records_survive_a_restart_through_supervisord(localstack):

@@ -29,7 +29,7 @@ AWS_ENV = {
     "databricks_cluster_id": "0101-000000-abcdefgh",
     "databricks_notebook_path": "/Users/me/pinterest/batch",
 }
-LOCAL = re.compile(r"(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[::1\]|localstack|:4566|:9000)")
+LOCAL = re.compile(r"(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[::1\]|localstack|:4566|:4567|:9000)")
 AWS_SERVICES = ("s3", "kinesis", "apigateway", "iam", "sts")
 CODE_FOLDERS = ("pipeline", "services", "emulator", "spark_jobs", "orchestration", "airflow")
 
@@ -37,7 +37,7 @@ CODE_FOLDERS = ("pipeline", "services", "emulator", "spark_jobs", "orchestration
 @pytest.fixture
 def aws(monkeypatch):
     # No credentials on this machine: the clients must still be built (they resolve credentials lazily).
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KINESIS", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     settings = load_settings(_env_file=None, **AWS_ENV)
     import pipeline.settings
@@ -53,6 +53,7 @@ def assert_not_local(value: object, what: str) -> None:
 def test_local_endpoint_defaults_are_dropped(aws):
     assert aws.aws_endpoint_url is None
     assert aws.s3_endpoint_url is None
+    assert aws.kinesis_endpoint_url is None
 
 
 @pytest.mark.parametrize("service", AWS_SERVICES)

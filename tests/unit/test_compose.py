@@ -161,7 +161,8 @@ def test_compose_defaults_match_native_defaults(compose):
     """A setting passed to containers keeps the default native mode has, unless it names a container address."""
     defaults = load_settings(_env_file=None)
     addresses = {"BIND_HOST", "MYSQL_HOST", "KAFKA_BOOTSTRAP_SERVERS", "REST_PROXY_URL", "CONNECT_URL"}
-    addresses |= {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "SPARK_SUBMIT", "AIRFLOW_ADMIN_PASSWORD"}
+    addresses |= {"AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_KINESIS", "SPARK_SUBMIT"}
+    addresses |= {"AIRFLOW_ADMIN_PASSWORD"}
     for name, service in compose["services"].items():
         for variable, value in environment(service).items():
             field = variable.lower()
@@ -179,6 +180,7 @@ def test_containers_reach_each_other_by_service_name(compose):
     assert settings.kafka_bootstrap_servers.split(":")[0] in compose["services"]
     assert settings.s3_endpoint_url == "http://s3:9000"
     assert settings.aws_endpoint_url == "http://localstack:4566"
+    assert settings.kinesis_endpoint_url == "http://localstack:4567"
     assert settings.connect_url == "http://connect:8083"
     assert settings.rest_proxy_url == "http://rest-proxy:8082"
     assert "rest-proxy" in compose["services"]["rest_proxy"]["networks"]["default"]["aliases"]

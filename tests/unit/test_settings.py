@@ -37,6 +37,7 @@ def test_aws_target_drops_local_endpoints():
     s = load_settings(pipeline_target="aws")
     assert s.aws_endpoint_url is None
     assert s.s3_endpoint_url is None
+    assert s.kinesis_endpoint_url is None
     assert "endpoint_url" not in s.boto3_client_kwargs("kinesis")
     assert "endpoint_url" not in s.boto3_client_kwargs("s3")
 
@@ -45,6 +46,20 @@ def test_aws_target_rejects_an_explicit_local_endpoint():
     with pytest.raises(SettingsError) as error:
         load_settings(pipeline_target="aws", aws_endpoint_url="http://localhost:4566")
     assert "AWS_ENDPOINT_URL" in str(error.value)
+
+
+def test_aws_target_rejects_a_local_kinesis_endpoint():
+    with pytest.raises(SettingsError) as error:
+        load_settings(pipeline_target="aws", aws_endpoint_url_kinesis="http://127.0.0.1:4567")
+    assert "AWS_ENDPOINT_URL_KINESIS" in str(error.value)
+
+
+def test_kinesis_clients_call_kinesis_mock_directly_and_fall_back_to_the_aws_endpoint():
+    s = load_settings(_env_file=None)
+    assert s.boto3_client_kwargs("kinesis")["endpoint_url"] == "http://127.0.0.1:4567"
+    assert s.boto3_client_kwargs("apigateway")["endpoint_url"] == "http://127.0.0.1:4566"
+    unset = load_settings(_env_file=None, aws_endpoint_url_kinesis="")
+    assert unset.boto3_client_kwargs("kinesis")["endpoint_url"] == "http://127.0.0.1:4566"
 
 
 def test_local_target_uses_local_endpoints():
