@@ -16,11 +16,18 @@ def record_row(title: str, header: str, row: str, results: Path = RESULTS) -> No
     lines = (results.read_text() if results.exists() else "# Benchmarks\n").splitlines()
     if title not in lines:
         lines += ["", title, "", *header.strip("\n").splitlines()]
-    position = lines.index(title) + 1
+    start = position = lines.index(title) + 1
     while position < len(lines) and not lines[position].startswith("## "):
         position += 1
-    while not lines[position - 1].startswith("|"):
-        position -= 1
+    # The results table is the one under the section's own header line (notes below it may hold other tables).
+    table_header = next((line for line in header.splitlines() if line.startswith("|")), None)
+    if table_header in lines[start:position]:
+        position = lines.index(table_header, start) + 1
+        while position < len(lines) and lines[position].startswith("|"):
+            position += 1
+    else:
+        while not lines[position - 1].startswith("|"):
+            position -= 1
     lines.insert(position, row)
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text("\n".join(lines) + "\n")

@@ -16,3 +16,15 @@ def test_rows_go_after_the_last_row_of_their_section(tmp_path):
         "# Benchmarks\n\n## A\n\nabout A\n\n| x |\n|---|\n| 1 |\n| 2 |\n\nA note under the table.\n\n"
         "## B\n\n| y |\n|---|\n| b1 |\n"
     )
+
+
+def test_rows_go_into_the_sections_results_table_not_a_later_table_of_notes(tmp_path):
+    results = tmp_path / "BENCHMARKS.md"
+    header = "about A\n\n| x |\n|---|"
+    record_row("## A", header, "| 1 |", results)
+    results.write_text(results.read_text() + "\nExperiments:\n\n| run | note |\n|---|---|\n| one | kept |\n")
+    record_row("## A", header, "| 2 |", results)
+    assert results.read_text() == (
+        "# Benchmarks\n\n## A\n\nabout A\n\n| x |\n|---|\n| 1 |\n| 2 |\n\nExperiments:\n\n"
+        "| run | note |\n|---|---|\n| one | kept |\n"
+    )
