@@ -110,14 +110,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be 12 lowercase hex characters (e.g. 0a1b2c3d4e5f), got {value!r}")
         return value
 
-    @field_validator(
-        "aws_endpoint_url",
-        "aws_endpoint_url_s3",
-        "aws_endpoint_url_kinesis",
-        "api_invoke_url",
-        "api_key",
-        mode="before",
-    )
+    @field_validator(*ENDPOINT_FIELDS, "api_invoke_url", "api_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

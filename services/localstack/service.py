@@ -56,9 +56,12 @@ def installed_libs(settings: Settings) -> Path:
     return venv_dir(settings) / "filesystem-root" / "usr"
 
 
+def _port(endpoint: str | None, default: int) -> int:
+    return (urlsplit(endpoint).port if endpoint else None) or default
+
+
 def listen_port(settings: Settings) -> int:
-    endpoint = settings.aws_endpoint_url
-    return (urlsplit(endpoint).port if endpoint else None) or DEFAULT_PORT
+    return _port(settings.aws_endpoint_url, DEFAULT_PORT)
 
 
 def endpoint_url(settings: Settings) -> str:
@@ -67,8 +70,7 @@ def endpoint_url(settings: Settings) -> str:
 
 def kinesis_port(settings: Settings) -> int:
     """kinesis-mock's fixed port, from `AWS_ENDPOINT_URL_KINESIS` (or 4567 when that is unset)."""
-    endpoint = settings.aws_endpoint_url_kinesis
-    return (urlsplit(endpoint).port if endpoint else None) or DEFAULT_KINESIS_PORT
+    return _port(settings.aws_endpoint_url_kinesis, DEFAULT_KINESIS_PORT)
 
 
 def kinesis_endpoint_url(settings: Settings) -> str:
