@@ -38,6 +38,7 @@ if [ ! -f "$stamp" ] || [ requirements.lock -nt "$stamp" ] || [ pyproject.toml -
   "$venv/bin/uv" pip install -q --python "$venv/bin/python" --no-deps -e .
   touch "$stamp"
 fi
+STATE_DIR="$STATE" native/rest_proxy_json/install.sh
 STATE_DIR="$STATE" spark_jobs/fetch_jars.sh
 STATE_DIR="$STATE" services/kafka/fetch.sh
 STATE_DIR="$STATE" services/s3/fetch.sh
