@@ -83,6 +83,8 @@ def test_anything_else_takes_the_general_path_in_both_builds(body):
     "body",
     [
         b'{"records":[{"value":{"k":1,"k":2}}]}',  # orjson keeps the last value
+        b'{"records":[{"value":{"k":1,"\\u006b":2}}]}',  # the same key, once escaped
+        b'{"records":[{"value":{' + b",".join(b'"k%d":%d' % (i, i) for i in range(65)) + b"}}]}",  # many keys
         b'{"records":[{"value":-0}]}',  # orjson writes 0
         b'{"records":[{"value":1e-7}]}',  # exponents are spelled differently
         b'{"records":[{"value":123456789012345678901234}]}',

@@ -3,8 +3,9 @@
 //!
 //! Why native code: under batched load the proxy's event loop spent about half its time turning each request's
 //! JSON into Python objects (orjson), re-serializing every value and freeing the objects again (py-spy). Here
-//! serde_json reads the body and each value is streamed back out compactly, with no tree built in between; Python
-//! sees only the finished bytes. (serde_json's own `Value` tree was measured first: slower than orjson.)
+//! serde_json reads the body once and streams each value back out compactly as it goes, with no tree built in
+//! between; Python sees only the finished bytes. (Measured first and dropped: serde_json's own `Value` tree, slower
+//! than orjson, and a first pass to `RawValue`s before the compact one.)
 //!
 //! The contract is the Python function's: a list of serialized values when every record is `{"value": <not
 //! null>}` (and the body has no schema fields), otherwise None, which sends the request down the general path
@@ -19,54 +20,127 @@ use std::fmt;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow)]
-    records: Vec<Record<'a>>,
-    // Present and not null: a schema format's fields, which the general path rejects or handles.
-    #[serde(borrow)]
-    key_schema: Option<&'a RawValue>,
-    #[serde(borrow)]
-    value_schema: Option<&'a RawValue>,
-    #[serde(borrow)]
-    key_schema_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    value_schema_id: Option<&'a RawValue>,
+/// What one pass over the body collects.
+struct Values {
+    encoded: Vec<Vec<u8>>,
+    records_seen: bool,
+    same: bool, // false: somewhere orjson could write different bytes
+    max_record_bytes: usize,
 }
 
-/// A record that is an object with one field, `value`: Some(value) unless that is null. A record in any other
-/// shape fails to deserialize (serde's derive would also take `[value]`, so this is written out).
-struct Record<'a>(Option<&'a RawValue>);
+fn refuse<E: de::Error>(why: &str) -> E {
+    E::custom(why) // the message is never shown: any error means "take the general path"
+}
 
-impl<'de: 'a, 'a> Deserialize<'de> for Record<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct RecordVisitor;
-        impl<'de> Visitor<'de> for RecordVisitor {
-            type Value = Record<'de>;
-            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-                formatter.write_str("an object with one field, value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<Record<'de>, A::Error> {
-                let Some(Key(name)) = fields.next_key::<Key>()? else {
-                    return Err(de::Error::custom("no value"));
-                };
-                if name != "value" {
-                    return Err(de::Error::custom("not only a value"));
-                }
-                let value: Option<&'de RawValue> = fields.next_value()?;
-                if fields.next_key::<Key>()?.is_some() {
-                    return Err(de::Error::custom("not only a value"));
-                }
-                Ok(Record(value))
-            }
-        }
-        deserializer.deserialize_map(RecordVisitor)
+/// The body: an object with `records` and no non-null schema field; other fields are read and ignored.
+struct BodySeed<'v>(&'v mut Values);
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a produce request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        while let Some(Key(name)) = fields.next_key::<Key>()? {
+            match name.as_ref() {
+                "records" if self.0.records_seen => return Err(refuse("records twice")),
+                "records" => {
+                    fields.next_value_seed(RecordsSeed(&mut *self.0))?;
+                    self.0.records_seen = true;
+                }
+                "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" => {
+                    if fields.next_value::<Option<IgnoredAny>>()?.is_some() {
+                        return Err(refuse("a schema field"));
+                    }
+                }
+                _ => {
+                    fields.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RecordsSeed<'v>(&'v mut Values);
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a list of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut records: A) -> Result<(), A::Error> {
+        while records
+            .next_element_seed(RecordSeed(&mut *self.0))?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// A record that is an object with one field, `value`, not null; any other shape is an error.
+struct RecordSeed<'v>(&'v mut Values);
+
+impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object with one field, value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        match fields.next_key::<Key>()? {
+            Some(Key(name)) if name == "value" => {}
+            _ => return Err(refuse("not a value")),
+        }
+        let mut out = Vec::with_capacity(1024);
+        fields.next_value_seed(Compact {
+            out: &mut out,
+            same: &mut self.0.same,
+        })?;
+        if out == b"null"
+            || out.len() > self.0.max_record_bytes
+            || fields.next_key::<Key>()?.is_some()
+        {
+            return Err(refuse("not a plain value"));
+        }
+        self.0.encoded.push(out);
+        Ok(())
+    }
+}
+
+const MAX_KEYS: usize = 64;
 
 /// Writes the value it reads, compactly, the way orjson.dumps(orjson.loads(...)) would; clears `same` where
 /// orjson's bytes could differ.
@@ -77,12 +151,23 @@ struct Compact<'o> {
 
 impl Compact<'_> {
     fn reborrow(&mut self) -> Compact<'_> {
-        Compact { out: self.out, same: self.same }
+        Compact {
+            out: self.out,
+            same: self.same,
+        }
     }
 
     fn string(&mut self, text: &str) {
         // serde_json escapes what JSON requires (quote, backslash, control characters), as orjson does.
         serde_json::to_writer(&mut *self.out, text).expect("writing to a Vec cannot fail");
+    }
+
+    /// A string read without escapes holds nothing JSON requires escaping (serde_json refuses raw control
+    /// characters), so it is written back as it was.
+    fn unescaped_string(&mut self, text: &str) {
+        self.out.push(b'"');
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.push(b'"');
     }
 }
 
@@ -129,17 +214,20 @@ impl<'de> Visitor<'de> for Compact<'_> {
     }
 
     fn visit_bool<E>(self, value: bool) -> Result<(), E> {
-        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
         Ok(())
     }
 
     fn visit_i64<E>(self, value: i64) -> Result<(), E> {
-        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         Ok(())
     }
 
     fn visit_u64<E>(self, value: u64) -> Result<(), E> {
-        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
         Ok(())
     }
 
@@ -154,6 +242,11 @@ impl<'de> Visitor<'de> for Compact<'_> {
             *self.same = false;
         }
         self.out.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+
+    fn visit_borrowed_str<E>(mut self, value: &'de str) -> Result<(), E> {
+        self.unescaped_string(value);
         Ok(())
     }
 
@@ -182,54 +275,65 @@ impl<'de> Visitor<'de> for Compact<'_> {
 
     fn visit_map<A: MapAccess<'de>>(mut self, mut fields: A) -> Result<(), A::Error> {
         self.out.push(b'{');
-        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        // Where each key's written bytes are, to find a repeated key (written keys are canonical, so equal keys
+        // are equal bytes) without allocating; an object with more keys than this takes the Python path.
+        let mut keys = [(0usize, 0usize); MAX_KEYS];
+        let mut count = 0;
         while let Some(Key(key)) = fields.next_key::<Key>()? {
-            if keys.contains(&key) {
-                *self.same = false; // orjson keeps the last value at the first key's place
-            }
-            if !keys.is_empty() {
+            if count > 0 {
                 self.out.push(b',');
             }
-            self.string(&key);
+            let start = self.out.len();
+            match key {
+                Cow::Borrowed(text) => self.unescaped_string(text),
+                Cow::Owned(text) => self.string(&text),
+            }
+            let written = &self.out[start..];
+            if count == MAX_KEYS
+                || keys[..count]
+                    .iter()
+                    .any(|&(s, e)| &self.out[s..e] == written)
+            {
+                *self.same = false; // orjson keeps the last value at the first key's place
+            } else {
+                keys[count] = (start, self.out.len());
+                count += 1;
+            }
             self.out.push(b':');
             fields.next_value_seed(self.reborrow())?;
-            keys.push(key);
         }
         self.out.push(b'}');
         Ok(())
     }
 }
 
-fn compact(raw: &RawValue) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.get().len());
-    let mut same = true;
-    let mut deserializer = serde_json::Deserializer::from_str(raw.get());
-    Compact { out: &mut out, same: &mut same }.deserialize(&mut deserializer).ok()?;
-    same.then_some(out)
-}
-
 fn values(body: &[u8], max_record_bytes: usize) -> Option<Vec<Vec<u8>>> {
     let text = std::str::from_utf8(body).ok()?;
-    let body: Body = serde_json::from_str(text).ok()?;
-    let schema = [body.key_schema, body.value_schema, body.key_schema_id, body.value_schema_id];
-    if body.records.is_empty() || schema.iter().any(Option::is_some) {
-        return None;
-    }
-    let mut encoded = Vec::with_capacity(body.records.len());
-    for record in body.records {
-        let bytes = compact(record.0?)?;
-        if bytes.len() > max_record_bytes {
-            return None;
-        }
-        encoded.push(bytes);
-    }
-    Some(encoded)
+    let mut values = Values {
+        encoded: Vec::new(),
+        records_seen: false,
+        same: true,
+        max_record_bytes,
+    };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    BodySeed(&mut values).deserialize(&mut deserializer).ok()?;
+    deserializer.end().ok()?; // nothing but whitespace after the body
+    (values.records_seen && values.same && !values.encoded.is_empty()).then_some(values.encoded)
 }
 
 #[pyfunction]
-fn plain_json_values<'py>(py: Python<'py>, body: &[u8], max_record_bytes: usize) -> Option<Vec<Bound<'py, PyBytes>>> {
+fn plain_json_values<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    max_record_bytes: usize,
+) -> Option<Vec<Bound<'py, PyBytes>>> {
     let encoded = values(body, max_record_bytes)?;
-    Some(encoded.iter().map(|bytes| PyBytes::new(py, bytes)).collect())
+    Some(
+        encoded
+            .iter()
+            .map(|bytes| PyBytes::new(py, bytes))
+            .collect(),
+    )
 }
 
 #[pymodule]
