@@ -3,6 +3,14 @@
 # the one-shot seed and provision services and the emulator run from it, each with its own command. Build context:
 # the repository root. Native mode does not use this file; it runs the same modules from .state/venv.
 
+# The REST proxy's native JSON path (native/rest_proxy_json, Rust): built into an abi3 wheel for Python 3.11, as
+# `make setup` builds it in native mode. Bookworm's python3 is 3.11.
+FROM rust:1-slim-bookworm AS rest_proxy_json
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null \
+    && python3 -m venv /opt/maturin && /opt/maturin/bin/pip install -q "maturin>=1.5,<2"
+COPY native/rest_proxy_json /src
+RUN /opt/maturin/bin/maturin build --release --manifest-path /src/Cargo.toml --out /wheels
+
 FROM python:3.11-slim-bookworm AS project
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -15,6 +23,8 @@ WORKDIR /app
 # Dependencies first: a code change does not reinstall them.
 COPY requirements.lock ./
 RUN pip install -r requirements.lock
+COPY --from=rest_proxy_json /wheels /tmp/wheels
+RUN pip install /tmp/wheels/*.whl && rm -rf /tmp/wheels
 COPY pipeline ./pipeline
 COPY services ./services
 COPY emulator ./emulator
