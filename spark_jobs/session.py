@@ -11,6 +11,7 @@ a driver JVM that is already running cannot add jars to its own class path.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,6 +64,43 @@ def s3a_conf(settings: Settings) -> dict[str, str]:
     return conf
 
 
+def local_dir_root(settings: Settings) -> Path:
+    return settings.state_dir / "tmp" / "spark"
+
+
+def local_dir(settings: Settings) -> Path:
+    """This driver's `spark.local.dir`: `<state>/tmp/spark/<pid>`, not /tmp.
+
+    Each session copies `spark.jars` (about 630 MB: Delta, hadoop-aws, the AWS SDK bundle) into a `userFiles`
+    folder of its local dir. Spark deletes it at a clean exit, but a driver killed with SIGKILL (the fault tests do
+    it, and so can a supervisor's stop timeout) leaves it behind: 1.2 GB in /tmp per test run, which filled this
+    machine's disk. Under the state folder, one folder per driver process, `reclaim_local_dirs` can remove what
+    dead drivers left.
+    """
+    return local_dir_root(settings) / str(os.getpid())
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_local_dirs(settings: Settings) -> list[Path]:
+    """Remove the local dirs of driver processes that no longer run; returns what was removed."""
+    removed = []
+    root = local_dir_root(settings)
+    for path in sorted(root.glob("*")) if root.is_dir() else []:
+        if path.name.isdigit() and int(path.name) != os.getpid() and not _process_alive(int(path.name)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 def base_conf(settings: Settings, master: str | None, with_jars: bool = True) -> dict[str, str]:
     """Everything the builder sets, as a plain dict. `master=None` leaves the master to spark-submit."""
     local = master is not None and master.startswith("local")
@@ -75,6 +113,8 @@ def base_conf(settings: Settings, master: str | None, with_jars: bool = True) ->
         # Python workers without pyspark's zips on their path: 0.2-0.6 s less per task (spark_jobs/pyworker.py).
         "spark.python.daemon.module": "spark_jobs.pyworker" if local else "",
         "spark.executorEnv.PYTHONPATH": str(REPO_ROOT) if local else "",
+        # Local target (including spark-submit's default local master): scratch space under the state folder.
+        "spark.local.dir": str(local_dir(settings)) if settings.pipeline_target == "local" else "",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
@@ -104,6 +144,8 @@ def build_spark(
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # the JVM exists, configured by spark-submit
     if master is None and not launched_by_spark_submit:
         master = os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
+    if settings.pipeline_target == "local":
+        reclaim_local_dirs(settings)
     builder = SparkSession.builder.appName(app_name)
     for key, value in {**base_conf(settings, master, with_jars), **(extra_conf or {})}.items():
         builder = builder.config(key, value)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from pipeline.settings import load_settings
 from spark_jobs.batch import input_glob
-from spark_jobs.session import base_conf, s3a_conf
+from spark_jobs.session import base_conf, local_dir, reclaim_local_dirs, s3a_conf
 
 
 def test_local_target_uses_the_local_s3_endpoint_path_style_and_test_credentials():
@@ -33,3 +37,23 @@ def test_input_glob_follows_the_sink_layout():
     assert input_glob("s3a://b", settings, "pin") == "s3a://b/topics/7e57c0de0001.pin/partition=*/*.json"
     assert input_glob("/data/x/", settings, "geo") == "/data/x/topics/7e57c0de0001.geo/partition=*/*.json"
     assert input_glob("/d/{topic}/*.json", settings, "user") == "/d/7e57c0de0001.user/*.json"
+
+
+def test_local_scratch_space_is_per_driver_under_the_state_folder(tmp_path):
+    settings = load_settings(state_dir=tmp_path, pipeline_target="local")
+    conf = base_conf(settings, None, with_jars=False)  # spark-submit's default master is local too
+    assert conf["spark.local.dir"] == str(tmp_path / "tmp" / "spark" / str(os.getpid()))
+    assert "spark.local.dir" not in base_conf(load_settings(state_dir=tmp_path, pipeline_target="aws"), None, False)
+
+
+def test_what_dead_drivers_left_is_reclaimed_and_live_ones_are_kept(tmp_path):
+    settings = load_settings(state_dir=tmp_path)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = local_dir(settings).parent / finished.stdout.strip()
+    mine = local_dir(settings)
+    parent = local_dir(settings).parent / str(os.getppid())
+    for path in (dead, mine, parent):
+        (path / "userFiles-x").mkdir(parents=True)
+        (path / "userFiles-x" / "delta.jar").write_bytes(b"jar")
+    assert reclaim_local_dirs(settings) == [dead]
+    assert not dead.exists() and mine.exists() and parent.exists()
