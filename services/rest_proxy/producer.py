@@ -96,9 +96,9 @@ class _PendingRequest:
 class _OnePartitionRequest:
     """The delivery reports of a request whose records were all produced to one partition by one produce_batch call.
 
-    One bound method is every record's delivery callback: no callback object per record (the per-record path costs
-    about 1.5 us more per record, measured). Reports are not matched to records by arrival order, which librdkafka
-    does not promise when a queued record times out before an in-flight one settles:
+    One bound method is every record's delivery callback, instead of a callback object per record. Reports are not
+    matched to records by arrival order, which librdkafka does not promise when a queued record times out before
+    an in-flight one settles:
     - all acknowledged (the common case): the offsets, sorted, are the records' offsets in order, because an
       idempotent producer writes a partition's records in the order they were produced;
     - any failure: each report is matched to its record by payload (identical payloads are interchangeable, and
