@@ -9,7 +9,6 @@ lists them in start order.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.processes import alive
 from pipeline.settings import Settings, get_settings
 
 
@@ -277,7 +277,7 @@ def down(settings: Settings, services: list[Service]) -> None:
         _stop_if_active(rpc, info["name"], info["statename"])
     rpc.supervisor.shutdown()
     deadline = time.monotonic() + 30
-    while pid and _pid_alive(pid) and time.monotonic() < deadline:
+    while pid and alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     # Some servers (e.g. Airflow's api-server workers) release their port a moment after supervisord reports them
     # stopped; wait for that, so `make down && make up` does not trip over our own ports.
@@ -311,14 +311,6 @@ def _stop_if_active(rpc, name: str, state: str | None) -> bool:
         rpc.supervisor.stopProcess(name, True)
     except xmlrpc.client.Fault as fault:
         print(f"  {name}: {fault.faultString}")
-    return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     return True
 
 

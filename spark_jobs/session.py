@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from pipeline.processes import alive
 from pipeline.settings import REPO_ROOT, Settings, get_settings
 
 DEFAULT_MASTER = "local[*]"
@@ -80,22 +81,12 @@ def local_dir(settings: Settings) -> Path:
     return local_dir_root(settings) / str(os.getpid())
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reclaim_local_dirs(settings: Settings) -> list[Path]:
     """Remove the local dirs of driver processes that no longer run; returns what was removed."""
     removed = []
     root = local_dir_root(settings)
     for path in sorted(root.glob("*")) if root.is_dir() else []:
-        if path.name.isdigit() and int(path.name) != os.getpid() and not _process_alive(int(path.name)):
+        if path.name.isdigit() and int(path.name) != os.getpid() and not alive(int(path.name)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed

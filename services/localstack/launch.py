@@ -33,6 +33,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.processes import alive
+
 KINESIS_MOCK_MARKER = "kinesis-local"  # kinesis-mock's npm package name, in its node command line
 LOCALSTACK_MARKER = "localstack.runtime.main"
 BACKUP_EVERY_SECONDS = 60.0
@@ -120,19 +122,6 @@ def descendants(root: int) -> list[int]:
         found += children
         frontier += children
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def wait_gone(pids: Iterable[int], timeout: float) -> bool:
