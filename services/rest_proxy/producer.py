@@ -123,9 +123,8 @@ class _OnePartitionRequest:
             self.future.set_result(None)
 
     def result(self, partition: int, values: list[bytes]) -> ValuesSent:
-        offsets = sorted([message.offset() for message in self.acknowledged])
         if not self.failed:
-            return ValuesSent(partition, offsets, None)
+            return ValuesSent(partition, sorted([message.offset() for message in self.acknowledged]), None)
         slots: dict[bytes | None, list[int]] = {}
         for index, value in enumerate(values):
             slots.setdefault(value, []).append(index)
