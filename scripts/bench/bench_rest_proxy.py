@@ -7,9 +7,8 @@
     concurrent clients) and its best rate counts: with 8, a closed-loop client keeps at most 800 records in
     flight and the proxy waits on acknowledgements, while the native producer keeps up to 100,000 queued. The
     native producer runs as long as each wrk run (--seconds), not for a fixed count (see native_produce). Proxy
-    and native runs alternate for --rounds rounds (default 3) and the
-    round with the median ratio is reported: on a shared 2-core machine one native run can be half as fast as the
-    next, so a single pair says little.
+    and native runs alternate for --rounds rounds (default 3) and the round with the median ratio is reported: on
+    a shared 2-core machine one native run can be half as fast as the next, so a single pair says little.
 (b) Single-record requests: requests/s and p50/p99 latency at a few concurrency levels. Target: >= 2,000 req/s
     with p99 < 25 ms on a 2-core machine.
 
@@ -240,15 +239,14 @@ def main() -> None:
                 )
             native, native_records = native_produce(settings, rows, args.seconds)
             produced_natively += native_records
-            best = max(result.rps for _, result in results) * BATCH
+            best = _best(results).rps * BATCH
             print(f"    native: {native:,.0f} records/s ({native_records:,} records) -> {best / native:.0%}")
             rounds.append((results, native))
         # The proxy's throughput in a round is its best rate over the client concurrencies tried (a closed-loop
         # client with too few connections measures latency, not capacity); the round with the median ratio
         # stands for the run, since rates swing with the shared machine's load.
         batched_levels, native_rps = sorted(rounds, key=lambda r: _best(r[0]).rps / r[1])[len(rounds) // 2]
-        batched = _best(batched_levels)
-        proxy_rps = batched.rps * BATCH
+        proxy_rps = _best(batched_levels).rps * BATCH
         ratio = proxy_rps / native_rps
         print(f"(a) median round of {len(rounds)}: proxy {proxy_rps:,.0f} / native {native_rps:,.0f} = {ratio:.0%}")
 
@@ -281,7 +279,6 @@ def main() -> None:
         "ratio": ratio,
         "proxy_rps": proxy_rps,
         "native_rps": native_rps,
-        "batched": batched,
         "batched_levels": batched_levels,
         "singles": singles,
         "best": best,
