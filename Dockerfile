@@ -3,10 +3,12 @@
 # the one-shot seed and provision services and the emulator run from it, each with its own command. Build context:
 # the repository root. Native mode does not use this file; it runs the same modules from .state/venv.
 
-# The REST proxy's native JSON path (native/rest_proxy_json, Rust): built into an abi3 wheel for Python 3.11, as
-# `make setup` builds it in native mode. Bookworm's python3 is 3.11.
+# The REST proxy's native path (native/rest_proxy_json, Rust: the JSON hot path and the shared producer, which builds
+# librdkafka from source): an abi3 wheel for Python 3.11, as `make setup` builds it in native mode. Bookworm's python3
+# is 3.11; the wheel links the system's libssl3 and zlib, both in the python:3.11-slim-bookworm image below.
 FROM rust:1-slim-bookworm AS rest_proxy_json
-RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null \
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends python3 python3-venv \
+        make gcc libc6-dev pkg-config libssl-dev zlib1g-dev >/dev/null \
     && python3 -m venv /opt/maturin && /opt/maturin/bin/pip install -q "maturin>=1.5,<2"
 COPY native/rest_proxy_json /src
 RUN /opt/maturin/bin/maturin build --release --manifest-path /src/Cargo.toml --out /wheels

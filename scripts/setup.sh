@@ -18,6 +18,10 @@ as_root() {
 
 apt_packages=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_packages+=(mariadb-server mariadb-client)
+# The REST proxy's producer builds librdkafka from source (native/rest_proxy_json): a C toolchain, OpenSSL, zlib.
+for package in make gcc libc6-dev pkg-config libssl-dev zlib1g-dev; do
+  dpkg -s "$package" >/dev/null 2>&1 || apt_packages+=("$package")
+done
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_packages[*]}"
   as_root apt-get update -qq

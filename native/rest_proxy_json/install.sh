@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build and install the REST proxy's native hot path (src/lib.rs) into the project's virtualenv; idempotent.
-# Needs cargo (rustup); maturin comes from PyPI through uv's build isolation, the crates from crates.io
-# (cached in ~/.cargo). Without cargo the proxy still works, on its Python path, about 2-3 us per record slower.
+# Build and install the REST proxy's native path (src/: the JSON hot path and the shared producer, librdkafka) into
+# the project's virtualenv; idempotent. Needs cargo (rustup) and a C toolchain with OpenSSL and zlib headers
+# (scripts/setup.sh installs those); maturin comes from PyPI through uv's build isolation, the crates from crates.io
+# (cached in ~/.cargo). The proxy cannot run without it. A cold build takes about 2 minutes (librdkafka's C sources).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${STATE_DIR:?}/venv"
@@ -13,9 +14,10 @@ if [ -f "$stamp" ] && [ -z "$newest" ] && "$venv/bin/python" -c "import rest_pro
 fi
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 if ! command -v cargo >/dev/null 2>&1; then
-  log "cargo not found: the REST proxy runs without its native JSON path (install Rust with rustup to get it)"
-  exit 0
+  log "cargo not found: the REST proxy needs its native producer (native/rest_proxy_json). Install Rust with rustup"
+  log "(https://rustup.rs), then run make setup again."
+  exit 1
 fi
-log "building the REST proxy's native JSON path (Rust, maturin)"
+log "building the REST proxy's native path (Rust, maturin; librdkafka from source on a cold build, ~2 min)"
 CARGO_TARGET_DIR="$(cd "$STATE_DIR" && pwd)/cargo-target" "$venv/bin/uv" pip install -q --python "$venv/bin/python" --reinstall-package rest-proxy-json "$here"
 touch "$stamp"

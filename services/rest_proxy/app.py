@@ -106,7 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
         producer = SharedProducer(producer_config(settings))
         producer.start()
         consumers = ConsumerManager(client_config(settings))
-        app.state.proxy = Proxy(settings, producer, ClusterMetadata(settings, lambda: producer.client), consumers)
+        app.state.proxy = Proxy(settings, producer, ClusterMetadata(settings), consumers)
         expiry = asyncio.create_task(_expire_consumers(consumers))
         log.info("REST proxy for Kafka at %s", settings.kafka_bootstrap_servers)
         try:

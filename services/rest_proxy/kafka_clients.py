@@ -13,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipeline.kafka_clients import confluent_config
@@ -54,10 +53,9 @@ def producer_config(settings: Settings) -> dict[str, object]:
 class ClusterMetadata:
     """Cluster id, brokers and topics, from librdkafka metadata requests run off the event loop."""
 
-    def __init__(self, settings: Settings, client: Callable[[], Producer]) -> None:
+    def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._client = client  # the shared producer's current librdkafka handle (it can be replaced)
-        self._admin: AdminClient | None = None
+        self._admin = AdminClient(client_config(settings))  # metadata and topic configs
         self._topics: dict[str, int] = {}
         self._refreshed_at = 0.0
         self._refreshing: asyncio.Future | None = None
@@ -65,7 +63,7 @@ class ClusterMetadata:
 
     def _fetch(self):
         try:
-            return self._client().list_topics(timeout=METADATA_TIMEOUT_S)
+            return self._admin.list_topics(timeout=METADATA_TIMEOUT_S)
         except KafkaException as error:
             raise kafka_error(error.args[0]) from None
 
@@ -118,8 +116,6 @@ class ClusterMetadata:
 
     async def topic_configs(self, topic: str) -> dict[str, str | None]:
         def fetch() -> dict[str, str | None]:
-            if self._admin is None:
-                self._admin = AdminClient(client_config(self._settings))
             resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
             try:
                 entries = self._admin.describe_configs([resource])[resource].result(timeout=METADATA_TIMEOUT_S)

@@ -1,12 +1,16 @@
 """One shared idempotent producer whose delivery reports resolve asyncio futures.
 
-librdkafka delivers reports through `poll()`, which runs the delivery callbacks in the calling thread. The proxy
-calls `poll(0)` from a task on the event loop itself: every `ACTIVE_POLL_INTERVAL_S` while any request waits for
-acknowledgements, and only every `IDLE_POLL_INTERVAL_S` (for error callbacks) otherwise; a new request wakes the
-task at once. Callbacks thus run on the loop thread and complete futures directly: no second Python thread, no
-GIL hand-offs and no `call_soon_threadsafe` per request. (A poll thread plus the full FastAPI stack measured
-~620 us of proxy CPU per single-record request; this design plus fast_path.py, 150-220 us.) librdkafka's own C
-threads still do the batching and network I/O.
+The producer is librdkafka driven from Rust (`rest_proxy_json.Producer`, native/rest_proxy_json/src/producer.rs):
+a request's records are queued and their delivery reports collected there, without a Python object per record,
+and Python hears once per request, when all of its records are settled. (With confluent-kafka's producer each
+record cost a dict for produce_batch, a Message object with a copy of its value and a Python callback call: about
+half of the proxy's CPU per record under batched load.)
+
+librdkafka serves reports through `poll()` in the calling thread. The proxy calls it from a task on the event loop
+itself: every `ACTIVE_POLL_INTERVAL_S` while any request waits for acknowledgements, and only every
+`IDLE_POLL_INTERVAL_S` (for error callbacks) otherwise; a new request wakes the task at once. So futures are
+completed on the loop thread: no second Python thread, no GIL hand-offs and no `call_soon_threadsafe` per request.
+librdkafka's own C threads still do the batching and network I/O.
 
 A request answers only when each of its records is acknowledged by the broker (acks=all) or definitely failed.
 A fatal producer error (idempotence can raise one) replaces the producer; records still queued in the old one
@@ -21,7 +25,9 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError
+from rest_proxy_json import PlainValues
+from rest_proxy_json import Producer as NativeProducer
 
 log = logging.getLogger("rest_proxy.producer")
 
@@ -29,6 +35,7 @@ ACTIVE_POLL_INTERVAL_S = 0.001  # libuv timers have millisecond resolution; shor
 IDLE_POLL_INTERVAL_S = 0.1
 QUEUE_FULL_WAIT_S = 0.005
 UNASSIGNED_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: let the partitioner choose
+RETIRED_FLUSH_S = 1.0
 
 
 class OutgoingRecord(NamedTuple):
@@ -51,111 +58,27 @@ _delivery = Delivery._make
 
 
 class ValuesSent(NamedTuple):
-    """What `send_values` returns: every record's offset in one partition, or per-record deliveries on a failure."""
+    """What `send_values` returns: the response body when every record was acknowledged, else the deliveries."""
 
-    partition: int
-    offsets: list[int] | None  # in record order, when every record was acknowledged
+    response: bytes | None  # the v2 produce response (rest_proxy_json formats it), when all were acknowledged
     deliveries: list[Delivery] | None  # instead, when any record failed
 
 
-class _NotQueued:
-    """Stands in for a librdkafka Message when a record failed before it was queued (only `value()` is read)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes | None) -> None:
-        self._value = value
-
-    def value(self) -> bytes | None:
-        return self._value
-
-
-class _PendingRequest:
-    """Collects the delivery reports of one request; the last one completes its future."""
-
-    __slots__ = ("deliveries", "future", "remaining")
-
-    def __init__(self, future: asyncio.Future, count: int) -> None:
-        self.future = future
-        self.deliveries: list[Delivery | None] = [None] * count
-        self.remaining = count
-
-    def report(self, index: int, error: KafkaError | None, message) -> None:
-        if error is None:
-            timestamp = message.timestamp()[1]
-            self.deliveries[index] = _delivery(
-                (message.partition(), message.offset(), timestamp if timestamp > 0 else None, None)
-            )
-        else:
-            self.deliveries[index] = _delivery((None, None, None, error))
-        self.remaining -= 1
-        if self.remaining == 0 and not self.future.done():
-            self.future.set_result(self.deliveries)
-
-
-class _OnePartitionRequest:
-    """The delivery reports of a request whose records were all produced to one partition by one produce_batch call.
-
-    One bound method is every record's delivery callback, instead of a callback object per record. Reports are not
-    matched to records by arrival order, which librdkafka does not promise when a queued record times out before
-    an in-flight one settles:
-    - all acknowledged (the common case): the offsets, sorted, are the records' offsets in order, because an
-      idempotent producer writes a partition's records in the order they were produced;
-    - any failure: each report is matched to its record by payload (identical payloads are interchangeable, and
-      the acknowledged ones are given the earlier of them).
-    """
-
-    __slots__ = ("acknowledged", "failed", "future", "remaining")
-
-    def __init__(self, future: asyncio.Future, count: int) -> None:
-        self.future = future
-        self.acknowledged: list = []
-        self.failed: list[tuple[KafkaError, bytes | None]] = []
-        self.remaining = count
-
-    def report(self, error: KafkaError | None, message) -> None:
-        if error is None:
-            self.acknowledged.append(message)
-        else:
-            self.failed.append((error, message.value()))
-        self.remaining -= 1
-        if self.remaining == 0 and not self.future.done():
-            self.future.set_result(None)
-
-    def result(self, partition: int, values: list[bytes]) -> ValuesSent:
-        if not self.failed:
-            return ValuesSent(partition, sorted([message.offset() for message in self.acknowledged]), None)
-        slots: dict[bytes | None, list[int]] = {}
-        for index, value in enumerate(values):
-            slots.setdefault(value, []).append(index)
-        deliveries: list[Delivery | None] = [None] * len(values)
-        by_offset = sorted(self.acknowledged, key=lambda message: message.offset())
-        for message in by_offset:
-            timestamp = message.timestamp()[1]
-            index = slots[message.value()].pop(0)
-            deliveries[index] = _delivery((partition, message.offset(), timestamp if timestamp > 0 else None, None))
-        for error, value in self.failed:
-            deliveries[slots[value].pop(0)] = _delivery((None, None, None, error))
-        return ValuesSent(partition, None, deliveries)
-
-
-class _Callback:
-    """A delivery callback bound to one record of a pending request (cheaper than functools.partial here)."""
-
-    __slots__ = ("index", "pending")
-
-    def __init__(self, pending: _PendingRequest, index: int) -> None:
-        self.pending = pending
-        self.index = index
-
-    def __call__(self, error: KafkaError | None, message) -> None:
-        self.pending.report(self.index, error, message)
+def _deliveries(entries: list[tuple]) -> list[Delivery]:
+    """The native producer's per-record results -> Delivery, with confluent-kafka's KafkaError for failures."""
+    return [
+        _delivery(entry) if entry[3] is None else _delivery((None, None, None, KafkaError(entry[3])))
+        for entry in entries
+    ]
 
 
 class SharedProducer:
     def __init__(self, config: dict[str, object]) -> None:
-        self._config = {**config, "error_cb": self._on_error}
-        self._producer = Producer(self._config)
+        self._config = {name: value for name, value in config.items() if name not in ("oauth_cb", "error_cb")}
+        self._oauth_cb = config.get("oauth_cb")
+        self._producer = self._create()
+        self._retired: list[NativeProducer] = []  # replaced after a fatal error, polled until they are empty
+        self._waiting: dict[int, asyncio.Future] = {}  # request id -> future set when all its records settle
         self._in_flight = 0  # records produced and not yet reported
         self._wakeup: asyncio.Event | None = None
         self._poller: asyncio.Task | None = None
@@ -164,9 +87,8 @@ class SharedProducer:
         self._last_error_log = 0.0
         self._next_partition = 0
 
-    @property
-    def client(self) -> Producer:
-        return self._producer
+    def _create(self) -> NativeProducer:
+        return NativeProducer(self._config, self._on_error, self._oauth_cb)
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -185,29 +107,19 @@ class SharedProducer:
 
     async def send(self, topic: str, records: Sequence[OutgoingRecord]) -> list[Delivery]:
         """Produce `records` to `topic` and return one Delivery per record, in order, once all are settled."""
-        pending = _PendingRequest(asyncio.get_running_loop().create_future(), len(records))
-        self._in_flight += len(records)
-        if self._wakeup is not None and not self._wakeup.is_set():
-            self._wakeup.set()
-        try:
-            batches: dict[int, list[dict[str, object]]] = {}
+        producer = self._producer
+        request = producer.open_request(len(records))
+        async with self._settled(producer, request, len(records)) as settled:
             for index, record in enumerate(records):
-                callback = _Callback(pending, index)
-                if record.headers or record.timestamp_ms:
-                    await self._produce_one(topic, record, callback)
-                    continue
-                message: dict[str, object] = {"value": record.value, "callback": callback}
-                if record.key is not None:
-                    message["key"] = record.key
                 partition = UNASSIGNED_PARTITION if record.partition is None else record.partition
-                batches.setdefault(partition, []).append(message)
-            for partition, messages in batches.items():
-                await self._produce_batch(topic, partition, messages)
-            return await pending.future
-        finally:
-            self._in_flight -= len(records)
+                while not producer.produce(
+                    request, index, topic, partition, record.key, record.value, record.headers, record.timestamp_ms
+                ):
+                    await self._queue_full(producer)
+            await settled
+            return _deliveries(producer.take(request, True))
 
-    async def send_values(self, topic: str, partition_count: int, values: list[bytes]) -> ValuesSent:
+    async def send_values(self, topic: str, partition_count: int, values: PlainValues) -> ValuesSent:
         """Produce keyless `values` to one partition of `topic`, chosen in turn per request; settle them all.
 
         The hot path of v2 produce (records with a value and nothing else). One partition per request is what the
@@ -216,82 +128,49 @@ class SharedProducer:
         """
         partition = self._next_partition % partition_count
         self._next_partition = partition + 1
-        pending = _OnePartitionRequest(asyncio.get_running_loop().create_future(), len(values))
-        self._in_flight += len(values)
+        producer = self._producer
+        count = len(values)
+        request, queued = producer.produce_values(topic, partition, values)
+        async with self._settled(producer, request, count) as settled:
+            while not queued:
+                await self._queue_full(producer)
+                queued = producer.resume(request)
+            await settled
+            result = producer.take(request)
+            if isinstance(result, bytes):
+                return ValuesSent(result, None)
+            return ValuesSent(None, _deliveries(result))
+
+    def _settled(self, producer: NativeProducer, request: int, count: int) -> _Settled:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[request] = future
+        self._in_flight += count
         if self._wakeup is not None and not self._wakeup.is_set():
             self._wakeup.set()
-        try:
-            await self._produce_batch(topic, partition, [{"value": value} for value in values], pending.report)
-            await pending.future
-            return pending.result(partition, values)
-        finally:
-            self._in_flight -= len(values)
+        return _Settled(self, producer, request, count, future)
 
-    async def _produce_batch(
-        self, topic: str, partition: int, messages: list[dict[str, object]], on_delivery=None
-    ) -> None:
-        """librdkafka's batch produce: about half the CPU per record of single produce() calls (measured).
+    async def _queue_full(self, producer: NativeProducer) -> None:
+        """librdkafka's local queue is full: let it drain instead of failing the records."""
+        self._serve(producer)
+        await asyncio.sleep(QUEUE_FULL_WAIT_S)
 
-        It takes one partition per call (a per-message partition is not honoured), hence the grouping in send().
-        Each message's own "callback", else `on_delivery`, gets its delivery report, or the error that kept it
-        from being queued.
-        """
-        while messages:
-            try:
-                if self._producer.produce_batch(topic, messages, partition, on_delivery) == len(messages):
-                    return
-            except BufferError:
-                self._producer.poll(0)
-                await asyncio.sleep(QUEUE_FULL_WAIT_S)
-                continue
-            except KafkaException as error:
-                for message in messages:
-                    message.get("callback", on_delivery)(error.args[0], _NotQueued(message.get("value")))
-                return
-            retry = []
-            for message in messages:
-                error = message.pop("_error", None)
-                if error is None:
-                    continue
-                if error.code() == KafkaError._QUEUE_FULL:
-                    retry.append(message)
-                else:
-                    message.get("callback", on_delivery)(error, _NotQueued(message.get("value")))
-            if retry:
-                # Local queue full: let librdkafka drain it instead of failing the records.
-                self._producer.poll(0)
-                await asyncio.sleep(QUEUE_FULL_WAIT_S)
-            messages = retry
-
-    async def _produce_one(self, topic: str, record: OutgoingRecord, callback: _Callback) -> None:
-        """Records with headers or an explicit timestamp (v3), which batch produce does not support."""
-        partition = UNASSIGNED_PARTITION if record.partition is None else record.partition
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    record.value,
-                    record.key,
-                    partition,
-                    on_delivery=callback,
-                    timestamp=record.timestamp_ms,
-                    headers=record.headers,
-                )
-                return
-            except BufferError:
-                self._producer.poll(0)
-                await asyncio.sleep(QUEUE_FULL_WAIT_S)
-            except KafkaException as error:
-                callback(error.args[0], None)
-                return
+    def _serve(self, producer: NativeProducer) -> None:
+        """Poll one producer and wake the requests it settled."""
+        for request in producer.poll():
+            future = self._waiting.pop(request, None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             try:
-                self._producer.poll(0)
+                self._serve(self._producer)
+                for retired in self._retired:
+                    self._serve(retired)
+                self._retired = [retired for retired in self._retired if len(retired)]
             except Exception:
-                log.exception("delivery callback failed")
+                log.exception("polling the producer failed")
             if self._fatal:
                 self._replace_producer()
             if self._in_flight:
@@ -307,15 +186,35 @@ class SharedProducer:
     def _replace_producer(self) -> None:
         self._fatal = False
         old = self._producer
-        self._producer = Producer(self._config)
-        log.error("fatal producer error: replaced the producer; records still queued fail as retriable")
+        self._producer = self._create()
+        log.error(
+            "fatal producer error %s: replaced the producer; records still queued fail as retriable", old.fatal_error()
+        )
         old.purge()
-        old.flush(1)  # runs the purged records' callbacks, which answer their requests
+        old.flush(RETIRED_FLUSH_S)  # the purged records' reports, served by the next polls, answer their requests
+        self._retired.append(old)
 
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
+    def _on_error(self, code: int, reason: str, fatal: bool) -> None:
+        if fatal:
             self._fatal = True
         now = time.monotonic()
-        if now - self._last_error_log > 5 or error.fatal():
+        if now - self._last_error_log > 5 or fatal:
             self._last_error_log = now
-            log.warning("producer: %s", error.str())
+            log.warning("producer: %s (%s)", reason, KafkaError(code).name())
+
+
+class _Settled:
+    """`async with`: the future of a request's settlement; on the way out, stop waiting and forget the request."""
+
+    __slots__ = ("count", "future", "owner", "producer", "request")
+
+    def __init__(self, owner: SharedProducer, producer: NativeProducer, request: int, count: int, future) -> None:
+        self.owner, self.producer, self.request, self.count, self.future = owner, producer, request, count, future
+
+    async def __aenter__(self) -> asyncio.Future:
+        return self.future
+
+    async def __aexit__(self, *exc_info) -> None:
+        self.owner._in_flight -= self.count
+        if self.owner._waiting.pop(self.request, None) is not None:
+            self.producer.discard(self.request)  # left before its records settled (e.g. cancelled)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from rest_proxy_json import plain_values
 
 from services.rest_proxy.errors import Error, RestError, record_error_code
 from services.rest_proxy.http import (
@@ -48,17 +49,11 @@ from services.rest_proxy.parsing import (
     media_type,
     parse_optional_entity,
     parse_v2_produce,
-    plain_json_values,
     requested_embedded_format,
     v2_partitions_used,
     v2_produce_format,
 )
 from services.rest_proxy.producer import Delivery
-
-try:  # the Rust build of plain_json_values (native/rest_proxy_json, built by `make setup`)
-    from rest_proxy_json import plain_json_values as native_plain_json_values
-except ImportError:  # pragma: no cover - a checkout without the native build still serves, on the Python path
-    native_plain_json_values = None
 
 router = APIRouter(default_response_class=KafkaV2Response, tags=["v2"])
 PRODUCE_ERRORS = error_responses(400, 404, 406, 413, 415, 422, 500)
@@ -92,15 +87,6 @@ def produce_response(deliveries: list[Delivery]) -> dict[str, object]:
     return {"offsets": offsets, "key_schema_id": None, "value_schema_id": None}
 
 
-_ACKNOWLEDGED = b'{"partition":%d,"offset":%d,"error_code":null,"error":null}'
-
-
-def offsets_response(partition: int, offsets: list[int]) -> bytes:
-    """`orjson.dumps(produce_response(...))` for records all acknowledged in one partition, byte for byte."""
-    entries = b",".join([_ACKNOWLEDGED % (partition, offset) for offset in offsets])
-    return b'{"offsets":[' + entries + b'],"key_schema_id":null,"value_schema_id":null}'
-
-
 async def produce(
     proxy: Proxy, topic: str, partition: int | None, content_type: str | None, accept: str | None, body: bytes
 ) -> bytes:
@@ -108,20 +94,12 @@ async def produce(
     check_accept(accept, V2_ACCEPTABLE)
     fmt = v2_produce_format(content_type)
     limit = proxy.settings.rest_proxy_max_record_bytes
-    document = values = None
     if fmt == "json" and partition is None:
-        if native_plain_json_values is not None:
-            values = native_plain_json_values(body, limit)
-        else:
-            document = load_document(body)
-            values = plain_json_values(document, limit)
-    if values is not None:
-        sent = await proxy.producer.send_values(topic, await proxy.metadata.require_partitions(topic), values)
-        if sent.deliveries is None:
-            return offsets_response(sent.partition, sent.offsets)
-        return orjson.dumps(produce_response(sent.deliveries))
-    if document is None and fmt in SCHEMALESS_FORMATS:
-        document = load_document(body)
+        values = plain_values(body, limit)  # Rust (native/rest_proxy_json); None: not only plain values
+        if values is not None:
+            sent = await proxy.producer.send_values(topic, await proxy.metadata.require_partitions(topic), values)
+            return sent.response or orjson.dumps(produce_response(sent.deliveries))
+    document = load_document(body) if fmt in SCHEMALESS_FORMATS else None
     records = parse_v2_produce(body, fmt, limit, partition, document)
     partition_count = await proxy.metadata.require_partitions(topic)
     if any(p >= partition_count for p in v2_partitions_used(records)):

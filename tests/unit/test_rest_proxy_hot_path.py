@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
 import pytest
 import rest_proxy_json
-from confluent_kafka import KafkaError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_json_values
-from services.rest_proxy.producer import Delivery, _OnePartitionRequest
-from services.rest_proxy.v2 import offsets_response, produce_response
+from services.rest_proxy.producer import Delivery
+from services.rest_proxy.v2 import produce_response
 
 SAMPLES = Path(__file__).parent / "data" / "samples"
 LIMIT = 1_000_000
@@ -119,52 +117,7 @@ def test_rust_agrees_with_python_on_generated_documents(values, ascii_escapes):
     assert native is None or native == python
 
 
-class FakeMessage:
-    def __init__(self, value: bytes, offset: int) -> None:
-        self._value, self._offset = value, offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self._offset)
-
-
-def test_one_partition_results_come_out_in_record_order_even_when_reports_do_not():
-    async def run():
-        pending = _OnePartitionRequest(asyncio.get_running_loop().create_future(), 3)
-        values = [b"a", b"b", b"c"]
-        for value, offset in ((b"c", 12), (b"a", 10), (b"b", 11)):
-            pending.report(None, FakeMessage(value, offset))
-        assert pending.future.done()
-        return pending.result(2, values)
-
-    sent = asyncio.run(run())
-    assert sent.partition == 2 and sent.offsets == [10, 11, 12] and sent.deliveries is None
-
-
-def test_a_failed_record_is_matched_to_its_own_place_by_payload():
-    error = KafkaError(KafkaError._MSG_TIMED_OUT)
-
-    async def run():
-        pending = _OnePartitionRequest(asyncio.get_running_loop().create_future(), 4)
-        values = [b"a", b"dup", b"b", b"dup"]
-        pending.report(error, FakeMessage(b"b", -1))  # a queued record timed out before the in-flight ones settled
-        pending.report(None, FakeMessage(b"dup", 41))
-        pending.report(None, FakeMessage(b"a", 40))
-        pending.report(None, FakeMessage(b"dup", 42))
-        return pending.result(0, values)
-
-    deliveries = asyncio.run(run()).deliveries
-    assert [(d.partition, d.offset) for d in deliveries] == [(0, 40), (0, 41), (None, None), (0, 42)]
-    assert deliveries[2].error is error
-    assert deliveries[0].timestamp_ms == 1_700_000_000_040
-
-
 def test_the_fast_response_is_byte_for_byte_the_general_one():
     offsets = [7, 8, 1_234_567_890_123]
     general = orjson.dumps(produce_response([Delivery(1, offset, None, None) for offset in offsets]))
-    assert offsets_response(1, offsets) == general
+    assert rest_proxy_json.offsets_response(1, offsets) == general

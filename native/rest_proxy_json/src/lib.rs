@@ -1,4 +1,5 @@
-//! `rest_proxy_json.plain_json_values(body, max_record_bytes)`: the Rust twin of
+//! The REST proxy's native hot path: the shared producer (`producer.rs`) and
+//! `rest_proxy_json.plain_json_values(body, max_record_bytes)`, the Rust twin of
 //! `services.rest_proxy.parsing.plain_json_values(load_document(body), max_record_bytes)`.
 //!
 //! Why native code: under batched load the proxy's event loop spent about half its time turning each request's
@@ -17,6 +18,8 @@
 
 use std::borrow::Cow;
 use std::fmt;
+
+mod producer;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -336,7 +339,30 @@ fn plain_json_values<'py>(
     )
 }
 
+/// The values of a plain produce body, held in Rust until `Producer.produce_values` queues them.
+#[pyclass(module = "rest_proxy_json")]
+pub struct PlainValues {
+    encoded: Vec<Vec<u8>>,
+}
+
+#[pymethods]
+impl PlainValues {
+    fn __len__(&self) -> usize {
+        self.encoded.len()
+    }
+}
+
+/// `plain_json_values` without the Python bytes: what the proxy's hot path uses.
+#[pyfunction]
+fn plain_values(body: &[u8], max_record_bytes: usize) -> Option<PlainValues> {
+    values(body, max_record_bytes).map(|encoded| PlainValues { encoded })
+}
+
 #[pymodule]
 fn rest_proxy_json(module: &Bound<'_, PyModule>) -> PyResult<()> {
-    module.add_function(wrap_pyfunction!(plain_json_values, module)?)
+    module.add_function(wrap_pyfunction!(plain_json_values, module)?)?;
+    module.add_function(wrap_pyfunction!(plain_values, module)?)?;
+    module.add_function(wrap_pyfunction!(producer::offsets_response, module)?)?;
+    module.add_class::<PlainValues>()?;
+    module.add_class::<producer::Producer>()
 }

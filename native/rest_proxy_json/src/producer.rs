@@ -1,0 +1,404 @@
+//! `rest_proxy_json.Producer`: the proxy's one shared producer, librdkafka driven from Rust (the `rdkafka` crate).
+//!
+//! Why native code: with confluent-kafka, every record cost the event loop a Python dict for `produce_batch`, a
+//! Message object for its delivery report (with a copy of its value) and a Python callback call. Here the records
+//! of a request are produced, and their delivery reports collected, without any Python object per record; Python
+//! sees one entry per *request* when all of its records are settled (`poll`), then takes the results (`take`).
+//!
+//! Threading is confluent-kafka's: librdkafka's own threads batch and send, and delivery reports, errors and OAuth
+//! token refreshes are served by `poll`, called by the proxy on its event loop, so every callback into Python
+//! runs on that thread with the GIL held. The request table is behind a mutex only because rdkafka requires a
+//! `Sync` context; it is never contended.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders, Timestamp};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig};
+use rdkafka::util::Timeout;
+
+use crate::PlainValues;
+
+/// Request ids are unique in the process, across producers (a fatal error replaces the producer).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A delivery opaque carries the request id in its high bits and the record's index in the low ones.
+const INDEX_BITS: u32 = 24;
+const MAX_RECORDS: usize = 1 << INDEX_BITS;
+/// librdkafka's RD_KAFKA_RESP_ERR__FATAL: the error callback's code when the producer has failed for good.
+const FATAL: i32 = -150;
+/// Upper bound of poll(0) calls in one `poll`: each serves one event (a batch of delivery reports).
+const MAX_EVENTS_PER_POLL: usize = 1000;
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Pending,
+    Acknowledged { partition: i32, offset: i64, timestamp_ms: i64 },
+    Failed { code: i32 },
+}
+
+struct Request {
+    remaining: usize,
+    outcomes: Vec<Outcome>,
+    /// Values not yet queued (librdkafka's queue was full): `resume` queues them.
+    backlog: Vec<(u32, Vec<u8>)>,
+    topic: String,
+    partition: i32,
+}
+
+#[derive(Default)]
+struct Table {
+    requests: HashMap<u64, Request>,
+    settled: Vec<u64>,
+    reports: u64,
+}
+
+impl Table {
+    fn settle(&mut self, id: u64, index: usize, outcome: Outcome) {
+        if let Some(request) = self.requests.get_mut(&id) {
+            if let Some(Outcome::Pending) = request.outcomes.get(index) {
+                request.outcomes[index] = outcome;
+                request.remaining -= 1;
+                if request.remaining == 0 {
+                    self.settled.push(id);
+                }
+            }
+        }
+    }
+}
+
+struct Context {
+    table: Mutex<Table>,
+    on_error: PyObject,
+    oauth_cb: Option<PyObject>,
+}
+
+fn code_of(error: &KafkaError) -> i32 {
+    error.rdkafka_error_code().map_or(-1, |code| code as i32)
+}
+
+impl ClientContext for Context {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = code_of(&error);
+        Python::with_gil(|py| {
+            if let Err(raised) = self.on_error.call1(py, (code, reason, code == FATAL)) {
+                raised.print(py);
+            }
+        });
+    }
+
+    fn generate_oauth_token(
+        &self,
+        oauthbearer_config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        // confluent-kafka's oauth_cb contract: oauth_cb(config) -> (token, expiry in seconds since the epoch).
+        let callback = self.oauth_cb.as_ref().ok_or("no oauth_cb configured")?;
+        Python::with_gil(|py| {
+            let (token, expiry_s): (String, f64) = callback.call1(py, (oauthbearer_config,))?.extract(py)?;
+            Ok(rdkafka::client::OAuthToken {
+                token,
+                principal_name: String::new(),
+                lifetime_ms: (expiry_s * 1000.0) as i64,
+            })
+        })
+        .map_err(|error: PyErr| error.to_string().into())
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let outcome = match result {
+            Ok(message) => Outcome::Acknowledged {
+                partition: message.partition(),
+                offset: message.offset(),
+                timestamp_ms: match message.timestamp() {
+                    Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
+                    Timestamp::NotAvailable => -1,
+                },
+            },
+            Err((error, _)) => Outcome::Failed { code: code_of(error) },
+        };
+        let mut table = self.table.lock().unwrap();
+        table.reports += 1;
+        table.settle((opaque >> INDEX_BITS) as u64, opaque & (MAX_RECORDS - 1), outcome);
+    }
+}
+
+const ACKNOWLEDGED_HEAD: &[u8] = b"{\"offsets\":[";
+const ACKNOWLEDGED_TAIL: &[u8] = b"],\"key_schema_id\":null,\"value_schema_id\":null}";
+
+/// The v2 produce response when every record was acknowledged in `partition`: byte for byte what
+/// `orjson.dumps(v2.produce_response(...))` writes (a unit test holds them together).
+fn acknowledged_response(partition: i32, offsets: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ACKNOWLEDGED_HEAD.len() + ACKNOWLEDGED_TAIL.len() + offsets.len() * 64);
+    let mut numbers = itoa::Buffer::new();
+    let partition = numbers.format(partition).to_owned();
+    out.extend_from_slice(ACKNOWLEDGED_HEAD);
+    for (index, offset) in offsets.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"partition\":");
+        out.extend_from_slice(partition.as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        out.extend_from_slice(numbers.format(*offset).as_bytes());
+        out.extend_from_slice(b",\"error_code\":null,\"error\":null}");
+    }
+    out.extend_from_slice(ACKNOWLEDGED_TAIL);
+    out
+}
+
+/// `acknowledged_response` for Python (the unit test).
+#[pyfunction]
+pub fn offsets_response<'py>(py: Python<'py>, partition: i32, offsets: Vec<i64>) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &acknowledged_response(partition, &offsets))
+}
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+
+#[pyclass(module = "rest_proxy_json")]
+pub struct Producer {
+    inner: BaseProducer<Context>,
+}
+
+impl Producer {
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.context().table.lock().unwrap()
+    }
+
+    fn open(&self, count: usize, topic: &str, partition: i32) -> PyResult<u64> {
+        if count >= MAX_RECORDS {
+            return Err(PyValueError::new_err(format!("at most {} records per request", MAX_RECORDS - 1)));
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut table = self.table();
+        table.requests.insert(
+            id,
+            Request {
+                remaining: count,
+                outcomes: vec![Outcome::Pending; count],
+                backlog: Vec::new(),
+                topic: topic.to_owned(),
+                partition,
+            },
+        );
+        if count == 0 {
+            table.settled.push(id);
+        }
+        Ok(id)
+    }
+
+    /// Queue one record: Ok(true) queued or failed for good (recorded), Ok(false) librdkafka's queue is full.
+    fn queue(&self, id: u64, index: u32, record: Record<'_>) -> bool {
+        match self.inner.send(record) {
+            Ok(()) => true,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => false,
+            Err((error, _)) => {
+                self.table().settle(id, index as usize, Outcome::Failed { code: code_of(&error) });
+                true
+            }
+        }
+    }
+
+    /// Queue a request's backlog in order, stopping at the first full queue; true when nothing is left.
+    fn drain_backlog(&self, id: u64) -> bool {
+        let (topic, partition, backlog) = {
+            let mut table = self.table();
+            let Some(request) = table.requests.get_mut(&id) else { return true };
+            (request.topic.clone(), request.partition, std::mem::take(&mut request.backlog))
+        };
+        let mut rest = backlog.into_iter();
+        while let Some((index, value)) = rest.next() {
+            let opaque = ((id as usize) << INDEX_BITS) | index as usize;
+            let record = Record::with_opaque_to(&topic, opaque).payload(&value[..]).partition(partition);
+            if !self.queue(id, index, record) {
+                let mut left: Vec<(u32, Vec<u8>)> = vec![(index, value)];
+                left.extend(rest);
+                if let Some(request) = self.table().requests.get_mut(&id) {
+                    request.backlog = left;
+                }
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn config_value(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    if let Ok(flag) = value.extract::<bool>() {
+        return Ok(flag.to_string());
+    }
+    Ok(value.str()?.to_string())
+}
+
+#[pymethods]
+impl Producer {
+    /// `config`: librdkafka properties (values are turned into strings, booleans as true/false); `on_error(code,
+    /// reason, fatal)` gets global errors; `oauth_cb(config) -> (token, expiry_s)` as in confluent-kafka.
+    #[new]
+    #[pyo3(signature = (config, on_error, oauth_cb=None))]
+    fn new(config: &Bound<'_, PyDict>, on_error: PyObject, oauth_cb: Option<PyObject>) -> PyResult<Self> {
+        let mut client_config = ClientConfig::new();
+        for (name, value) in config.iter() {
+            client_config.set(name.extract::<String>()?, config_value(&value)?);
+        }
+        let context = Context { table: Mutex::new(Table::default()), on_error, oauth_cb };
+        let inner = client_config
+            .create_with_context(context)
+            .map_err(|error| PyValueError::new_err(format!("cannot create the producer: {error}")))?;
+        Ok(Producer { inner })
+    }
+
+    /// The hot path: queue the values of a plain produce body (`plain_values`) to one partition, in order, and
+    /// return `(request id, fully queued)`. `fully queued` false: librdkafka's queue was full, call `resume` later.
+    fn produce_values(&self, topic: &str, partition: i32, mut values: PyRefMut<'_, PlainValues>) -> PyResult<(u64, bool)> {
+        let encoded = std::mem::take(&mut values.encoded);
+        let id = self.open(encoded.len(), topic, partition)?;
+        let mut rest = encoded.into_iter().enumerate();
+        while let Some((index, value)) = rest.next() {
+            let opaque = ((id as usize) << INDEX_BITS) | index;
+            let record = Record::with_opaque_to(topic, opaque).payload(&value[..]).partition(partition);
+            if !self.queue(id, index as u32, record) {
+                let mut backlog = vec![(index as u32, value)];
+                backlog.extend(rest.map(|(index, value)| (index as u32, value)));
+                if let Some(request) = self.table().requests.get_mut(&id) {
+                    request.backlog = backlog;
+                }
+                return Ok((id, false));
+            }
+        }
+        Ok((id, true))
+    }
+
+    /// Queue what a full queue left of request `id`; true when all of it is queued.
+    fn resume(&self, id: u64) -> bool {
+        self.drain_backlog(id)
+    }
+
+    /// A request of `count` records for `produce` (the general path); returns its id.
+    fn open_request(&self, count: usize) -> PyResult<u64> {
+        self.open(count, "", -1)
+    }
+
+    /// Queue record `index` of request `id`; partition -1 lets the partitioner choose. False: the queue is full,
+    /// try again after polling. A record librdkafka refuses outright is settled as failed.
+    #[pyo3(signature = (id, index, topic, partition, key, value, headers=None, timestamp_ms=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn produce(
+        &self,
+        id: u64,
+        index: u32,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+        timestamp_ms: i64,
+    ) -> bool {
+        let opaque = ((id as usize) << INDEX_BITS) | index as usize;
+        let mut record = Record::with_opaque_to(topic, opaque).partition(partition);
+        record.key = key;
+        record.payload = value;
+        if timestamp_ms > 0 {
+            record = record.timestamp(timestamp_ms);
+        }
+        if let Some(headers) = &headers {
+            let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+            for (name, value) in headers {
+                owned = owned.insert(Header { key: name, value: value.as_deref() });
+            }
+            record = record.headers(owned);
+        }
+        self.queue(id, index, record)
+    }
+
+    /// Serve delivery reports, errors and token refreshes; returns the ids of the requests now fully settled.
+    fn poll(&self) -> Vec<u64> {
+        for _ in 0..MAX_EVENTS_PER_POLL {
+            let before = self.table().reports;
+            self.inner.poll(Duration::ZERO);
+            if self.table().reports == before {
+                break;
+            }
+        }
+        std::mem::take(&mut self.table().settled)
+    }
+
+    /// Remove settled request `id` and return its results. All acknowledged in one partition and not `detailed`:
+    /// the v2 produce response body (`offsets_response`). Otherwise a list, per record, of `(partition, offset,
+    /// timestamp_ms or None, None)` or `(None, None, None, librdkafka error code)`.
+    #[pyo3(signature = (id, detailed=false))]
+    fn take<'py>(&self, py: Python<'py>, id: u64, detailed: bool) -> PyResult<Bound<'py, PyAny>> {
+        let request = self.table().requests.remove(&id).ok_or_else(|| PyKeyError::new_err(id))?;
+        if !detailed {
+            let mut offsets = Vec::with_capacity(request.outcomes.len());
+            let mut partition = None;
+            for outcome in &request.outcomes {
+                match *outcome {
+                    Outcome::Acknowledged { partition: p, offset, .. } if partition.is_none_or(|q| q == p) => {
+                        partition = Some(p);
+                        offsets.push(offset);
+                    }
+                    _ => break,
+                }
+            }
+            if let (Some(partition), true) = (partition, offsets.len() == request.outcomes.len()) {
+                return Ok(PyBytes::new(py, &acknowledged_response(partition, &offsets)).into_any());
+            }
+        }
+        let none = py.None();
+        let entries = request.outcomes.iter().map(|outcome| -> PyResult<PyObject> {
+            Ok(match *outcome {
+                Outcome::Acknowledged { partition, offset, timestamp_ms } => {
+                    let timestamp = if timestamp_ms > 0 { Some(timestamp_ms) } else { None };
+                    (partition, offset, timestamp, none.clone_ref(py)).into_pyobject(py)?.into_any().unbind()
+                }
+                Outcome::Failed { code } => (none.clone_ref(py), none.clone_ref(py), none.clone_ref(py), code)
+                    .into_pyobject(py)?
+                    .into_any()
+                    .unbind(),
+                Outcome::Pending => return Err(PyValueError::new_err(format!("request {id} is not settled"))),
+            })
+        });
+        Ok(PyList::new(py, entries.collect::<PyResult<Vec<_>>>()?)?.into_any())
+    }
+
+    /// Forget request `id` (its caller gave up waiting); reports still due for it are ignored.
+    fn discard(&self, id: u64) {
+        self.table().requests.remove(&id);
+    }
+
+    /// Records queued or in flight (confluent-kafka's `len(producer)`).
+    fn __len__(&self) -> usize {
+        self.inner.in_flight_count().max(0) as usize
+    }
+
+    /// The fatal error that stopped this producer, as `(code, reason)`, or None.
+    fn fatal_error(&self) -> Option<(i32, String)> {
+        self.inner.client().fatal_error().map(|(code, reason)| (code as i32, reason))
+    }
+
+    /// Fail every record still queued or in flight (their reports arrive on the next polls).
+    fn purge(&self) {
+        self.inner.purge(PurgeConfig::default().queue().inflight());
+    }
+
+    /// Wait up to `timeout_s` for outstanding records to settle; returns how many are left.
+    fn flush(&self, py: Python<'_>, timeout_s: f64) -> usize {
+        let timeout = Timeout::After(Duration::from_secs_f64(timeout_s.max(0.0)));
+        let _ = py.allow_threads(|| self.inner.flush(timeout));
+        self.__len__()
+    }
+}

@@ -1,0 +1,104 @@
+"""The native shared producer (rest_proxy_json.Producer, real librdkafka) where no broker answers.
+
+What a broker acknowledges is covered by tests/integration/test_rest_proxy.py against the real stack; here every
+record must come back failed, in its own place, with librdkafka's code, including records that first met a full
+local queue. Port 1 refuses connections at once, and a short message timeout settles the records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+import rest_proxy_json
+from confluent_kafka import KafkaError
+
+from services.rest_proxy.errors import RECORD_ERROR_RETRIABLE, record_error_code
+from services.rest_proxy.producer import OutgoingRecord, SharedProducer
+
+UNREACHABLE = {"bootstrap.servers": "127.0.0.1:1", "enable.idempotence": True, "acks": "all"}
+TIMED_OUT = KafkaError._MSG_TIMED_OUT
+
+
+def body(values: list[object]) -> bytes:
+    return orjson.dumps({"records": [{"value": value} for value in values]})
+
+
+def settle(producer: rest_proxy_json.Producer, request: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if request in producer.poll():
+            return
+        producer.resume(request)
+        time.sleep(0.02)
+    pytest.fail(f"request {request} did not settle in {timeout_s} s")
+
+
+def native(**config: object) -> tuple[rest_proxy_json.Producer, list[tuple[int, str, bool]]]:
+    errors: list[tuple[int, str, bool]] = []
+    producer = rest_proxy_json.Producer({**UNREACHABLE, **config}, lambda *error: errors.append(error))
+    return producer, errors
+
+
+def test_every_record_of_a_request_fails_in_its_own_place_when_no_broker_answers():
+    producer, errors = native(**{"message.timeout.ms": 300})
+    values = rest_proxy_json.plain_values(body([{"a": 1}, 2, "three"]), 1_000_000)
+    request, queued = producer.produce_values("t", 0, values)
+    assert queued and len(values) == 0  # the values moved into the producer
+    settle(producer, request)
+    assert producer.take(request) == [(None, None, None, TIMED_OUT)] * 3
+    assert any(code == KafkaError._TRANSPORT for code, _, fatal in errors if not fatal)  # error_cb was served
+    with pytest.raises(KeyError):
+        producer.take(request)  # taken once
+
+
+def test_records_that_met_a_full_queue_are_queued_later_in_order_and_all_settle():
+    producer, _ = native(**{"message.timeout.ms": 200, "queue.buffering.max.messages": 2})
+    request, queued = producer.produce_values("t", 1, rest_proxy_json.plain_values(body(list(range(7))), 1000))
+    assert not queued  # 2 fit, 5 wait in the request's backlog
+    settle(producer, request)
+    assert producer.take(request, True) == [(None, None, None, TIMED_OUT)] * 7
+
+
+def test_a_discarded_request_is_forgotten():
+    producer, _ = native(**{"message.timeout.ms": 200})
+    request = producer.open_request(1)
+    assert producer.produce(request, 0, "t", -1, b"key", b"value", [("h", b"1"), ("empty", None)], 1_700_000_000_000)
+    producer.discard(request)
+    time.sleep(0.4)
+    assert request not in producer.poll()
+    with pytest.raises(KeyError):
+        producer.take(request)
+
+
+def test_a_request_with_no_records_settles_at_once():
+    producer, _ = native()
+    request = producer.open_request(0)
+    assert request in producer.poll()
+    assert producer.take(request, True) == []
+
+
+def test_the_shared_producer_reports_each_failed_record_as_retriable():
+    async def run():
+        shared = SharedProducer({**UNREACHABLE, "message.timeout.ms": 300})
+        shared.start()
+        try:
+            sent = await shared.send_values("t", 3, rest_proxy_json.plain_values(body(["a", "b"]), 1000))
+            general = await shared.send("t", [OutgoingRecord(b"k", b"v"), OutgoingRecord(None, b"w", 2, None, 5)])
+            return sent, general
+        finally:
+            await shared.close(timeout=1)
+
+    sent, general = asyncio.run(run())
+    assert sent.response is None
+    for delivery in sent.deliveries + general:
+        assert delivery.partition is None and delivery.offset is None
+        assert delivery.error.code() == TIMED_OUT
+        assert record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE
+
+
+def test_config_values_become_librdkafka_strings_and_bad_ones_are_refused():
+    with pytest.raises(ValueError, match="acks"):
+        rest_proxy_json.Producer({**UNREACHABLE, "acks": "sometimes"}, print)
