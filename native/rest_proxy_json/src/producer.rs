@@ -22,7 +22,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, Timestamp};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
+};
 use rdkafka::util::Timeout;
 
 use crate::PlainValues;
@@ -41,8 +43,14 @@ const MAX_EVENTS_PER_POLL: usize = 1000;
 #[derive(Clone, Copy)]
 enum Outcome {
     Pending,
-    Acknowledged { partition: i32, offset: i64, timestamp_ms: i64 },
-    Failed { code: i32 },
+    Acknowledged {
+        partition: i32,
+        offset: i64,
+        timestamp_ms: i64,
+    },
+    Failed {
+        code: i32,
+    },
 }
 
 struct Request {
@@ -104,7 +112,8 @@ impl ClientContext for Context {
         // confluent-kafka's oauth_cb contract: oauth_cb(config) -> (token, expiry in seconds since the epoch).
         let callback = self.oauth_cb.as_ref().ok_or("no oauth_cb configured")?;
         Python::with_gil(|py| {
-            let (token, expiry_s): (String, f64) = callback.call1(py, (oauthbearer_config,))?.extract(py)?;
+            let (token, expiry_s): (String, f64) =
+                callback.call1(py, (oauthbearer_config,))?.extract(py)?;
             Ok(rdkafka::client::OAuthToken {
                 token,
                 principal_name: String::new(),
@@ -128,11 +137,17 @@ impl ProducerContext for Context {
                     Timestamp::NotAvailable => -1,
                 },
             },
-            Err((error, _)) => Outcome::Failed { code: code_of(error) },
+            Err((error, _)) => Outcome::Failed {
+                code: code_of(error),
+            },
         };
         let mut table = self.table.lock().unwrap();
         table.reports += 1;
-        table.settle((opaque >> INDEX_BITS) as u64, opaque & (MAX_RECORDS - 1), outcome);
+        table.settle(
+            (opaque >> INDEX_BITS) as u64,
+            opaque & (MAX_RECORDS - 1),
+            outcome,
+        );
     }
 }
 
@@ -142,7 +157,8 @@ const ACKNOWLEDGED_TAIL: &[u8] = b"],\"key_schema_id\":null,\"value_schema_id\":
 /// The v2 produce response when every record was acknowledged in `partition`: byte for byte what
 /// `orjson.dumps(v2.produce_response(...))` writes (a unit test holds them together).
 fn acknowledged_response(partition: i32, offsets: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ACKNOWLEDGED_HEAD.len() + ACKNOWLEDGED_TAIL.len() + offsets.len() * 64);
+    let mut out =
+        Vec::with_capacity(ACKNOWLEDGED_HEAD.len() + ACKNOWLEDGED_TAIL.len() + offsets.len() * 64);
     let mut numbers = itoa::Buffer::new();
     let partition = numbers.format(partition).to_owned();
     out.extend_from_slice(ACKNOWLEDGED_HEAD);
@@ -162,7 +178,11 @@ fn acknowledged_response(partition: i32, offsets: &[i64]) -> Vec<u8> {
 
 /// `acknowledged_response` for Python (the unit test).
 #[pyfunction]
-pub fn offsets_response<'py>(py: Python<'py>, partition: i32, offsets: Vec<i64>) -> Bound<'py, PyBytes> {
+pub fn offsets_response<'py>(
+    py: Python<'py>,
+    partition: i32,
+    offsets: Vec<i64>,
+) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &acknowledged_response(partition, &offsets))
 }
 
@@ -180,7 +200,10 @@ impl Producer {
 
     fn open(&self, count: usize, topic: &str, partition: i32) -> PyResult<u64> {
         if count >= MAX_RECORDS {
-            return Err(PyValueError::new_err(format!("at most {} records per request", MAX_RECORDS - 1)));
+            return Err(PyValueError::new_err(format!(
+                "at most {} records per request",
+                MAX_RECORDS - 1
+            )));
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut table = self.table();
@@ -206,7 +229,13 @@ impl Producer {
             Ok(()) => true,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => false,
             Err((error, _)) => {
-                self.table().settle(id, index as usize, Outcome::Failed { code: code_of(&error) });
+                self.table().settle(
+                    id,
+                    index as usize,
+                    Outcome::Failed {
+                        code: code_of(&error),
+                    },
+                );
                 true
             }
         }
@@ -216,13 +245,21 @@ impl Producer {
     fn drain_backlog(&self, id: u64) -> bool {
         let (topic, partition, backlog) = {
             let mut table = self.table();
-            let Some(request) = table.requests.get_mut(&id) else { return true };
-            (request.topic.clone(), request.partition, std::mem::take(&mut request.backlog))
+            let Some(request) = table.requests.get_mut(&id) else {
+                return true;
+            };
+            (
+                request.topic.clone(),
+                request.partition,
+                std::mem::take(&mut request.backlog),
+            )
         };
         let mut rest = backlog.into_iter();
         while let Some((index, value)) = rest.next() {
             let opaque = ((id as usize) << INDEX_BITS) | index as usize;
-            let record = Record::with_opaque_to(&topic, opaque).payload(&value[..]).partition(partition);
+            let record = Record::with_opaque_to(&topic, opaque)
+                .payload(&value[..])
+                .partition(partition);
             if !self.queue(id, index, record) {
                 let mut left: Vec<(u32, Vec<u8>)> = vec![(index, value)];
                 left.extend(rest);
@@ -249,27 +286,44 @@ impl Producer {
     /// reason, fatal)` gets global errors; `oauth_cb(config) -> (token, expiry_s)` as in confluent-kafka.
     #[new]
     #[pyo3(signature = (config, on_error, oauth_cb=None))]
-    fn new(config: &Bound<'_, PyDict>, on_error: PyObject, oauth_cb: Option<PyObject>) -> PyResult<Self> {
+    fn new(
+        config: &Bound<'_, PyDict>,
+        on_error: PyObject,
+        oauth_cb: Option<PyObject>,
+    ) -> PyResult<Self> {
         let mut client_config = ClientConfig::new();
         for (name, value) in config.iter() {
             client_config.set(name.extract::<String>()?, config_value(&value)?);
         }
-        let context = Context { table: Mutex::new(Table::default()), on_error, oauth_cb };
+        let context = Context {
+            table: Mutex::new(Table::default()),
+            on_error,
+            oauth_cb,
+        };
         let inner = client_config
             .create_with_context(context)
-            .map_err(|error| PyValueError::new_err(format!("cannot create the producer: {error}")))?;
+            .map_err(|error| {
+                PyValueError::new_err(format!("cannot create the producer: {error}"))
+            })?;
         Ok(Producer { inner })
     }
 
     /// The hot path: queue the values of a plain produce body (`plain_values`) to one partition, in order, and
     /// return `(request id, fully queued)`. `fully queued` false: librdkafka's queue was full, call `resume` later.
-    fn produce_values(&self, topic: &str, partition: i32, mut values: PyRefMut<'_, PlainValues>) -> PyResult<(u64, bool)> {
+    fn produce_values(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut values: PyRefMut<'_, PlainValues>,
+    ) -> PyResult<(u64, bool)> {
         let encoded = std::mem::take(&mut values.encoded);
         let id = self.open(encoded.len(), topic, partition)?;
         let mut rest = encoded.into_iter().enumerate();
         while let Some((index, value)) = rest.next() {
             let opaque = ((id as usize) << INDEX_BITS) | index;
-            let record = Record::with_opaque_to(topic, opaque).payload(&value[..]).partition(partition);
+            let record = Record::with_opaque_to(topic, opaque)
+                .payload(&value[..])
+                .partition(partition);
             if !self.queue(id, index as u32, record) {
                 let mut backlog = vec![(index as u32, value)];
                 backlog.extend(rest.map(|(index, value)| (index as u32, value)));
@@ -317,7 +371,10 @@ impl Producer {
         if let Some(headers) = &headers {
             let mut owned = OwnedHeaders::new_with_capacity(headers.len());
             for (name, value) in headers {
-                owned = owned.insert(Header { key: name, value: value.as_deref() });
+                owned = owned.insert(Header {
+                    key: name,
+                    value: value.as_deref(),
+                });
             }
             record = record.headers(owned);
         }
@@ -341,13 +398,21 @@ impl Producer {
     /// timestamp_ms or None, None)` or `(None, None, None, librdkafka error code)`.
     #[pyo3(signature = (id, detailed=false))]
     fn take<'py>(&self, py: Python<'py>, id: u64, detailed: bool) -> PyResult<Bound<'py, PyAny>> {
-        let request = self.table().requests.remove(&id).ok_or_else(|| PyKeyError::new_err(id))?;
+        let request = self
+            .table()
+            .requests
+            .remove(&id)
+            .ok_or_else(|| PyKeyError::new_err(id))?;
         if !detailed {
             let mut offsets = Vec::with_capacity(request.outcomes.len());
             let mut partition = None;
             for outcome in &request.outcomes {
                 match *outcome {
-                    Outcome::Acknowledged { partition: p, offset, .. } if partition.is_none_or(|q| q == p) => {
+                    Outcome::Acknowledged {
+                        partition: p,
+                        offset,
+                        ..
+                    } if partition.is_none_or(|q| q == p) => {
                         partition = Some(p);
                         offsets.push(offset);
                     }
@@ -355,23 +420,48 @@ impl Producer {
                 }
             }
             if let (Some(partition), true) = (partition, offsets.len() == request.outcomes.len()) {
-                return Ok(PyBytes::new(py, &acknowledged_response(partition, &offsets)).into_any());
+                return Ok(
+                    PyBytes::new(py, &acknowledged_response(partition, &offsets)).into_any(),
+                );
             }
         }
         let none = py.None();
-        let entries = request.outcomes.iter().map(|outcome| -> PyResult<PyObject> {
-            Ok(match *outcome {
-                Outcome::Acknowledged { partition, offset, timestamp_ms } => {
-                    let timestamp = if timestamp_ms > 0 { Some(timestamp_ms) } else { None };
-                    (partition, offset, timestamp, none.clone_ref(py)).into_pyobject(py)?.into_any().unbind()
-                }
-                Outcome::Failed { code } => (none.clone_ref(py), none.clone_ref(py), none.clone_ref(py), code)
-                    .into_pyobject(py)?
-                    .into_any()
-                    .unbind(),
-                Outcome::Pending => return Err(PyValueError::new_err(format!("request {id} is not settled"))),
-            })
-        });
+        let entries = request
+            .outcomes
+            .iter()
+            .map(|outcome| -> PyResult<PyObject> {
+                Ok(match *outcome {
+                    Outcome::Acknowledged {
+                        partition,
+                        offset,
+                        timestamp_ms,
+                    } => {
+                        let timestamp = if timestamp_ms > 0 {
+                            Some(timestamp_ms)
+                        } else {
+                            None
+                        };
+                        (partition, offset, timestamp, none.clone_ref(py))
+                            .into_pyobject(py)?
+                            .into_any()
+                            .unbind()
+                    }
+                    Outcome::Failed { code } => (
+                        none.clone_ref(py),
+                        none.clone_ref(py),
+                        none.clone_ref(py),
+                        code,
+                    )
+                        .into_pyobject(py)?
+                        .into_any()
+                        .unbind(),
+                    Outcome::Pending => {
+                        return Err(PyValueError::new_err(format!(
+                            "request {id} is not settled"
+                        )))
+                    }
+                })
+            });
         Ok(PyList::new(py, entries.collect::<PyResult<Vec<_>>>()?)?.into_any())
     }
 
@@ -387,7 +477,10 @@ impl Producer {
 
     /// The fatal error that stopped this producer, as `(code, reason)`, or None.
     fn fatal_error(&self) -> Option<(i32, String)> {
-        self.inner.client().fatal_error().map(|(code, reason)| (code as i32, reason))
+        self.inner
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| (code as i32, reason))
     }
 
     /// Fail every record still queued or in flight (their reports arrive on the next polls).
