@@ -16,8 +16,10 @@ Load comes from wrk (C, epoll; scripts/bench/install_wrk.sh), closed loop, so th
 from the proxy. Besides wall-clock figures the script reports the proxy process's CPU per request (from /proc),
 which does not depend on what else the machine runs, and it checks that the topic grew by at least the number of
 records wrk counted as answered (nothing acknowledged is missing). Writes a row to docs/BENCHMARKS.md
-("REST proxy") unless --no-record. Uses its own topic (`bench.rest_proxy`), deleted afterwards; with the defaults
-it holds 10-15 million pin rows (about 10 GB of broker disk) by the end of the run.
+("REST proxy") unless --no-record. Each round uses its own topic (`bench.rest_proxy.<n>`), deleted when the round
+is done, because a round writes 4-6 million pin rows (5-8 GB of broker disk); the broker frees a deleted topic's
+files a minute later, so two rounds' worth can be on disk at once. The run refuses to start with less than
+MIN_FREE_DISK_GB free on the broker's disk.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from services.rest_proxy.kafka_clients import producer_config
 from services.runner import process_states
 
 SAMPLES = Path(os.environ.get("PIPELINE_SAMPLES_DIR", REPO_ROOT.parent / "shared" / "samples")) / "original_pin.jsonl"
-TOPIC = "bench.rest_proxy"
+TOPIC_PREFIX = "bench.rest_proxy"
+MIN_FREE_DISK_GB = 20
 BATCH = 100
 CONTENT_TYPE = "application/vnd.kafka.json.v2+json"
 
@@ -117,7 +120,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int, pid: int | N
     )
 
 
-def native_produce(settings: Settings, rows: list[str], seconds: float) -> tuple[float, int]:
+def native_produce(settings: Settings, topic: str, rows: list[str], seconds: float) -> tuple[float, int]:
     """(records/s, records) of a confluent-kafka producer with the proxy's settings, producing for `seconds` like
     a wrk run does, until every record is acknowledged.
 
@@ -133,7 +136,7 @@ def native_produce(settings: Settings, rows: list[str], seconds: float) -> tuple
         if error is not None:
             failures.append(error)
 
-    producer.produce(TOPIC, payloads[0], on_delivery=on_delivery)
+    producer.produce(topic, payloads[0], on_delivery=on_delivery)
     producer.flush(30)  # connection and idempotent producer id, outside the timed part
     started = time.perf_counter()
     deadline = started + seconds
@@ -142,7 +145,7 @@ def native_produce(settings: Settings, rows: list[str], seconds: float) -> tuple
         for _ in range(1000):
             while True:
                 try:
-                    producer.produce(TOPIC, payloads[records % len(payloads)], on_delivery=on_delivery)
+                    producer.produce(topic, payloads[records % len(payloads)], on_delivery=on_delivery)
                     break
                 except BufferError:
                     producer.poll(0.01)
@@ -155,10 +158,10 @@ def native_produce(settings: Settings, rows: list[str], seconds: float) -> tuple
     return records / elapsed, records
 
 
-def end_offset_total(settings: Settings) -> int:
+def end_offset_total(settings: Settings, topic: str) -> int:
     consumer = KafkaConsumer(**kafka_python_config(settings, "bench-rest-proxy"))
     try:
-        partitions = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC) or ()]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         return sum(consumer.end_offsets(partitions).values())
     finally:
         consumer.close()
@@ -177,15 +180,15 @@ def connect_admin(settings: Settings, wait_s: float = 90) -> KafkaAdminClient:
             time.sleep(3)
 
 
-def recreate_topic(settings: Settings, admin: KafkaAdminClient) -> None:
+def recreate_topic(settings: Settings, admin: KafkaAdminClient, topic: str) -> None:
     try:
-        admin.delete_topics([TOPIC])
+        admin.delete_topics([topic])
         time.sleep(2)
     except UnknownTopicOrPartitionError:
         pass
     for _ in range(20):
         try:
-            admin.create_topics([NewTopic(TOPIC, settings.kafka_partitions, 1)])
+            admin.create_topics([NewTopic(topic, settings.kafka_partitions, 1)])
             break
         except TopicAlreadyExistsError:
             time.sleep(0.5)
@@ -209,22 +212,47 @@ def main() -> None:
     pid = process_states(settings).get("rest_proxy", {}).get("pid") or None
     if not pid:
         print("note: rest_proxy is not supervised here; proxy CPU per request is not measured")
-    url = f"{settings.rest_proxy_url.rstrip('/')}/topics/{TOPIC}"
+    free_gb = shutil.disk_usage(settings.data_dir).free / 1e9
+    if free_gb < MIN_FREE_DISK_GB:
+        raise SystemExit(
+            f"only {free_gb:.0f} GB free under {settings.data_dir}; the benchmark needs about {MIN_FREE_DISK_GB} GB "
+            "of broker disk (see the module docstring): free some space first"
+        )
+    base_url = f"{settings.rest_proxy_url.rstrip('/')}/topics/"
     load_before = os.getloadavg()
     admin = connect_admin(settings)
-    recreate_topic(settings, admin)
     rows = pin_rows()
     folder = Path(tempfile.mkdtemp(prefix="bench-rest-proxy-"))
+    topic = None
+    grew = 0  # records the topics grew by, summed over the rounds' topics
     try:
         batch_script = wrk_script(folder, produce_body(rows, BATCH))
         single_script = wrk_script(folder, produce_body(rows, 1))
-        run_wrk(url, single_script, 4, 2, None)  # warm-up: connections, metadata, producer id
-
-        offsets_before = end_offset_total(settings)
+        # Single records first, before any round topic is deleted: the broker removes a deleted topic's files
+        # (gigabytes) a minute later. Measured after the rounds once, p99 was 230-261 ms at 8 and 16 connections,
+        # against 10-20 ms before; that I/O is the likely cause.
+        topic = _next_topic(settings, admin, topic, "single")
+        url = base_url + topic
+        run_wrk(url, single_script, 4, 2, None)
+        offsets_before = end_offset_total(settings, topic)
+        singles = []
+        for connections in [int(c) for c in args.single_connections.split(",")]:
+            print(f"(b) single-record requests, {connections} connections, {args.seconds} s ...")
+            result = run_wrk(url, single_script, connections, args.seconds, pid)
+            singles.append((connections, result))
+            print(
+                f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+                f"proxy CPU {result.cpu_us_per_request:.0f} us/request, errors {result.errors}"
+            )
+        grew += end_offset_total(settings, topic) - offsets_before
         levels = [int(c) for c in args.batch_connections.split(",")]
         rounds = []  # ([(connections, proxy wrk result)], native records/s), alternating on the same machine
         produced_natively = 0
         for number in range(1, args.rounds + 1):
+            topic = _next_topic(settings, admin, topic, number)
+            url = base_url + topic
+            run_wrk(url, single_script, 4, 2, None)  # warm-up: connections, metadata
+            offsets_before = end_offset_total(settings, topic)
             results = []
             for connections in levels:
                 print(
@@ -237,8 +265,9 @@ def main() -> None:
                     f"    proxy : {result.rps * BATCH:,.0f} records/s ({result.rps:,.1f} req/s, p99 "
                     f"{result.p99_ms:.1f} ms, proxy CPU {result.cpu_us_per_request / BATCH:.1f} us/record)"
                 )
-            native, native_records = native_produce(settings, rows, args.seconds)
+            native, native_records = native_produce(settings, topic, rows, args.seconds)
             produced_natively += native_records
+            grew += end_offset_total(settings, topic) - offsets_before
             best = _best(results).rps * BATCH
             print(f"    native: {native:,.0f} records/s ({native_records:,} records) -> {best / native:.0%}")
             rounds.append((results, native))
@@ -250,26 +279,15 @@ def main() -> None:
         ratio = proxy_rps / native_rps
         print(f"(a) median round of {len(rounds)}: proxy {proxy_rps:,.0f} / native {native_rps:,.0f} = {ratio:.0%}")
 
-        singles = []
-        for connections in [int(c) for c in args.single_connections.split(",")]:
-            print(f"(b) single-record requests, {connections} connections, {args.seconds} s ...")
-            result = run_wrk(url, single_script, connections, args.seconds, pid)
-            singles.append((connections, result))
-            print(
-                f"    {result.rps:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
-                f"proxy CPU {result.cpu_us_per_request:.0f} us/request, errors {result.errors}"
-            )
-        offsets_after = end_offset_total(settings)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        if not args.keep_topic:
-            admin.delete_topics([TOPIC])
+        if topic is not None and not args.keep_topic:
+            admin.delete_topics([topic])
         admin.close()
 
     answered = sum(r.requests * BATCH for results, _ in rounds for _, r in results)
     answered += produced_natively + sum(r.requests for _, r in singles)
-    grew = offsets_after - offsets_before
-    print(f"topic grew by {grew:,} records; answered by proxy + native: {answered:,} (must be <= growth)")
+    print(f"topics grew by {grew:,} records; answered by proxy + native: {answered:,} (must be <= growth)")
     if grew < answered:
         raise SystemExit("records acknowledged by the proxy are missing from the topic")
     errors = sum(r.errors for results, _ in rounds for _, r in results) + sum(r.errors for _, r in singles)
@@ -288,6 +306,15 @@ def main() -> None:
     print_verdict(summary)
     if not args.no_record:
         record(summary)
+
+
+def _next_topic(settings: Settings, admin: KafkaAdminClient, previous: str | None, name: object) -> str:
+    """A fresh topic for the next round; the previous one is deleted (its rows would fill the broker's disk)."""
+    if previous is not None:
+        admin.delete_topics([previous])
+    topic = f"{TOPIC_PREFIX}.{name}"
+    recreate_topic(settings, admin, topic)
+    return topic
 
 
 def _best(results: list[tuple[int, WrkResult]]) -> WrkResult:
