@@ -102,3 +102,21 @@ def test_the_shared_producer_reports_each_failed_record_as_retriable():
 def test_config_values_become_librdkafka_strings_and_bad_ones_are_refused():
     with pytest.raises(ValueError, match="acks"):
         rest_proxy_json.Producer({**UNREACHABLE, "acks": "sometimes"}, print)
+
+
+def test_an_oauthbearer_producer_asks_the_oauth_callback_for_its_token():
+    """The MSK IAM wiring (KAFKA_AUTH=iam): librdkafka asks for a token before it connects, through `poll`."""
+    asked: list[object] = []
+
+    def oauth_cb(config):
+        asked.append(config)
+        return "a-token", time.time() + 900
+
+    producer = rest_proxy_json.Producer(
+        {**UNREACHABLE, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER"}, print, oauth_cb
+    )
+    deadline = time.monotonic() + 10
+    while not asked and time.monotonic() < deadline:
+        producer.poll()
+        time.sleep(0.05)
+    assert asked, "the token callback was never called"
