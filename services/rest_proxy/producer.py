@@ -35,7 +35,6 @@ ACTIVE_POLL_INTERVAL_S = 0.001  # libuv timers have millisecond resolution; shor
 IDLE_POLL_INTERVAL_S = 0.1
 QUEUE_FULL_WAIT_S = 0.005
 UNASSIGNED_PARTITION = -1  # librdkafka's RD_KAFKA_PARTITION_UA: let the partitioner choose
-RETIRED_FLUSH_S = 1.0
 
 
 class OutgoingRecord(NamedTuple):
@@ -64,31 +63,69 @@ class ValuesSent(NamedTuple):
     deliveries: list[Delivery] | None  # instead, when any record failed
 
 
+def _record_error(code: int) -> KafkaError:
+    """A failed record's librdkafka code as confluent-kafka's KafkaError (the codes are librdkafka's in both).
+
+    _FATAL: the record met a producer that had failed for good, which is being replaced; a retry goes to the new
+    one, so it is retriable (v2 error_code 2), as the records purged from the old producer's queue are.
+    """
+    return KafkaError(code, retriable=code == KafkaError._FATAL)
+
+
 def _deliveries(entries: list[tuple]) -> list[Delivery]:
-    """The native producer's per-record results -> Delivery, with confluent-kafka's KafkaError for failures."""
+    """The native producer's per-record results -> Delivery."""
     return [
-        _delivery(entry) if entry[3] is None else _delivery((None, None, None, KafkaError(entry[3])))
+        _delivery(entry) if entry[3] is None else _delivery((None, None, None, _record_error(entry[3])))
         for entry in entries
     ]
+
+
+LOG_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR, 4: logging.WARNING}
+
+
+class _ClientEvents:
+    """librdkafka's error and log callbacks. A separate object from SharedProducer, so that the native producer,
+    which holds these callbacks, does not hold the SharedProducer that holds it (a cycle Python cannot collect)."""
+
+    def __init__(self) -> None:
+        self.fatal = False
+        self._last_logged = 0.0
+        self._last_fatal: tuple[int, str] | None = None
+
+    def on_error(self, code: int, reason: str, fatal: bool) -> None:
+        if fatal:
+            self.fatal = True
+            if self._last_fatal == (code, reason):
+                return  # rdkafka hands each error event over twice
+            self._last_fatal = (code, reason)
+        now = time.monotonic()
+        if fatal or now - self._last_logged > 5:
+            self._last_logged = now
+            log.warning("producer: %s (%s)", reason, KafkaError(code).name())
+
+    @staticmethod
+    def on_log(level: int, facility: str, message: str) -> None:
+        log.log(
+            LOG_LEVELS.get(level, logging.INFO if level <= 6 else logging.DEBUG), "librdkafka %s: %s", facility, message
+        )
 
 
 class SharedProducer:
     def __init__(self, config: dict[str, object]) -> None:
         self._config = {name: value for name, value in config.items() if name not in ("oauth_cb", "error_cb")}
         self._oauth_cb = config.get("oauth_cb")
+        self._events = _ClientEvents()
         self._producer = self._create()
-        self._retired: list[NativeProducer] = []  # replaced after a fatal error, polled until they are empty
-        self._waiting: dict[int, asyncio.Future] = {}  # request id -> future set when all its records settle
+        self._retired: list[NativeProducer] = []  # replaced after a fatal error, polled while anything refers to them
+        self._waiting: dict[int, tuple[asyncio.Future, NativeProducer]] = {}  # request id -> (settled, its producer)
         self._in_flight = 0  # records produced and not yet reported
         self._wakeup: asyncio.Event | None = None
         self._poller: asyncio.Task | None = None
-        self._fatal = False
         self._closing = False
-        self._last_error_log = 0.0
         self._next_partition = 0
 
     def _create(self) -> NativeProducer:
-        return NativeProducer(self._config, self._on_error, self._oauth_cb)
+        return NativeProducer(self._config, self._events.on_error, self._oauth_cb, self._events.on_log)
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
@@ -143,7 +180,7 @@ class SharedProducer:
 
     def _settled(self, producer: NativeProducer, request: int, count: int) -> _Settled:
         future = asyncio.get_running_loop().create_future()
-        self._waiting[request] = future
+        self._waiting[request] = (future, producer)
         self._in_flight += count
         if self._wakeup is not None and not self._wakeup.is_set():
             self._wakeup.set()
@@ -157,22 +194,23 @@ class SharedProducer:
     def _serve(self, producer: NativeProducer) -> None:
         """Poll one producer and wake the requests it settled."""
         for request in producer.poll():
-            future = self._waiting.pop(request, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+            waiting = self._waiting.pop(request, None)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_result(None)
 
     async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
             try:
                 self._serve(self._producer)
-                for retired in self._retired:
-                    self._serve(retired)
-                self._retired = [retired for retired in self._retired if len(retired)]
-            except Exception:
+                if self._retired:
+                    self._serve_retired()
+                if self._events.fatal:
+                    self._replace_producer()
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # also pyo3's PanicException: polling must go on, or no request is answered
                 log.exception("polling the producer failed")
-            if self._fatal:
-                self._replace_producer()
             if self._in_flight:
                 await asyncio.sleep(ACTIVE_POLL_INTERVAL_S)
             else:
@@ -183,24 +221,22 @@ class SharedProducer:
                 await self._wakeup.wait()
                 timer.cancel()
 
+    def _serve_retired(self) -> None:
+        """Poll the replaced producers; keep each while records are in it or a waiting request still uses it."""
+        for retired in self._retired:
+            self._serve(retired)
+        in_use = {id(producer) for _, producer in self._waiting.values()}
+        self._retired = [retired for retired in self._retired if len(retired) or id(retired) in in_use]
+
     def _replace_producer(self) -> None:
-        self._fatal = False
         old = self._producer
         self._producer = self._create()
+        self._events.fatal = False
         log.error(
-            "fatal producer error %s: replaced the producer; records still queued fail as retriable", old.fatal_error()
+            "fatal producer error %s: replaced the producer; its queued records fail as retriable", old.fatal_error()
         )
-        old.purge()
-        old.flush(RETIRED_FLUSH_S)  # the purged records' reports, served by the next polls, answer their requests
+        old.purge()  # the queued records fail now (reports served by the next polls); those in flight keep their outcome
         self._retired.append(old)
-
-    def _on_error(self, code: int, reason: str, fatal: bool) -> None:
-        if fatal:
-            self._fatal = True
-        now = time.monotonic()
-        if now - self._last_error_log > 5 or fatal:
-            self._last_error_log = now
-            log.warning("producer: %s (%s)", reason, KafkaError(code).name())
 
 
 class _Settled:
@@ -216,5 +252,5 @@ class _Settled:
 
     async def __aexit__(self, *exc_info) -> None:
         self.owner._in_flight -= self.count
-        if self.owner._waiting.pop(self.request, None) is not None:
-            self.producer.discard(self.request)  # left before its records settled (e.g. cancelled)
+        self.owner._waiting.pop(self.request, None)
+        self.producer.discard(self.request)  # a no-op once taken; else (cancelled, failed) its entry goes

@@ -8,6 +8,7 @@ local queue. Port 1 refuses connections at once, and a short message timeout set
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import orjson
@@ -112,11 +113,89 @@ def test_an_oauthbearer_producer_asks_the_oauth_callback_for_its_token():
         asked.append(config)
         return "a-token", time.time() + 900
 
+    errors: list[tuple[int, str, bool]] = []
     producer = rest_proxy_json.Producer(
-        {**UNREACHABLE, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER"}, print, oauth_cb
+        {**UNREACHABLE, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER"},
+        lambda *error: errors.append(error),
+        oauth_cb,
     )
     deadline = time.monotonic() + 10
     while not asked and time.monotonic() < deadline:
         producer.poll()
         time.sleep(0.05)
     assert asked, "the token callback was never called"
+    producer.poll()
+    assert not [error for error in errors if error[0] == KafkaError._INVALID_ARG], errors  # the token was accepted
+
+
+def test_each_record_gets_its_own_outcome_when_outcomes_differ():
+    """A value over message.max.bytes is refused when queued; the others time out: each code in its own place."""
+    producer, _ = native(**{"message.timeout.ms": 300, "message.max.bytes": 1000})
+    values = ["small", "x" * 2000, "also small", "y" * 3000]
+    request, queued = producer.produce_values("t", 0, rest_proxy_json.plain_values(body(values), 1_000_000))
+    assert queued
+    settle(producer, request)
+    too_large = KafkaError.MSG_SIZE_TOO_LARGE
+    assert [entry[3] for entry in producer.take(request)] == [TIMED_OUT, too_large, TIMED_OUT, too_large]
+
+
+async def _replaced(shared: SharedProducer, first: rest_proxy_json.Producer) -> None:
+    """The poller replaces a failed producer at its next round (within its idle interval, 0.1 s)."""
+    for _ in range(50):
+        if shared._producer is not first:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail("the failed producer was not replaced")
+
+
+async def _with_shared(config: dict[str, object], body_of_test):
+    shared = SharedProducer({**UNREACHABLE, **config})
+    shared.start()
+    try:
+        return await asyncio.wait_for(body_of_test(shared), 20)
+    finally:
+        await shared.close(timeout=1)
+
+
+def test_a_fatal_error_replaces_the_producer_and_fails_its_queued_records_as_retriable():
+    async def scenario(shared: SharedProducer):
+        first = shared._producer
+        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1, 2]), 100)))
+        await asyncio.sleep(0.1)
+        first.test_fatal_error("raised by the test")
+        sent = await waiting  # long before the 60 s message timeout: purged from the replaced producer
+        await _replaced(shared, first)
+        return sent
+
+    sent = asyncio.run(_with_shared({"message.timeout.ms": 60_000}, scenario))
+    for delivery in sent.deliveries:
+        assert delivery.error.code() != TIMED_OUT
+        assert record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE
+
+
+def test_a_request_waiting_on_a_full_queue_when_the_producer_fails_is_still_answered():
+    async def scenario(shared: SharedProducer):
+        first = shared._producer
+        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1, 2, 3]), 99)))
+        await asyncio.sleep(0.1)  # one record queued, two in the request's backlog
+        first.test_fatal_error("raised by the test")
+        sent = await waiting  # its records met the failed producer: refused (_FATAL) or purged
+        await _replaced(shared, first)
+        return sent
+
+    sent = asyncio.run(_with_shared({"message.timeout.ms": 60_000, "queue.buffering.max.messages": 1}, scenario))
+    assert len(sent.deliveries) == 3
+    assert all(record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE for delivery in sent.deliveries)
+
+
+def test_a_cancelled_request_leaves_nothing_in_the_producer():
+    async def scenario(shared: SharedProducer):
+        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1]), 99)))
+        await asyncio.sleep(0.1)
+        assert shared._producer.open_requests() == 1
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return shared._producer.open_requests(), len(shared._waiting), shared._in_flight
+
+    assert asyncio.run(_with_shared({"message.timeout.ms": 60_000}, scenario)) == (0, 0, 0)

@@ -11,15 +11,17 @@
 //! `Sync` context; it is never contended.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{
@@ -30,7 +32,12 @@ use rdkafka::util::Timeout;
 use crate::PlainValues;
 
 /// Request ids are unique in the process, across producers (a fatal error replaces the producer).
+/// They wrap after 2^40 (a trillion requests) to stay within the delivery opaque.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+const ID_MASK: u64 = (1 << (usize::BITS - INDEX_BITS)) - 1;
+
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("the delivery opaque packs a request id and a record index into 64 bits");
 
 /// A delivery opaque carries the request id in its high bits and the record's index in the low ones.
 const INDEX_BITS: u32 = 24;
@@ -66,7 +73,7 @@ struct Request {
 struct Table {
     requests: HashMap<u64, Request>,
     settled: Vec<u64>,
-    reports: u64,
+    events: u64, // delivery reports, errors, log lines and token refreshes served: `poll` goes on while they come
 }
 
 impl Table {
@@ -86,7 +93,18 @@ impl Table {
 struct Context {
     table: Mutex<Table>,
     on_error: PyObject,
+    on_log: Option<PyObject>,
     oauth_cb: Option<PyObject>,
+}
+
+impl Context {
+    fn call(&self, callback: &PyObject, args: impl for<'py> IntoPyObject<'py, Target = PyTuple>) {
+        Python::with_gil(|py| {
+            if let Err(raised) = callback.call1(py, args) {
+                raised.print(py);
+            }
+        });
+    }
 }
 
 fn code_of(error: &KafkaError) -> i32 {
@@ -97,26 +115,40 @@ impl ClientContext for Context {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // rdkafka 0.38's BaseProducer::poll hands each error event to this method twice; on_error copes.
+        self.table.lock().unwrap().events += 1;
         let code = code_of(&error);
-        Python::with_gil(|py| {
-            if let Err(raised) = self.on_error.call1(py, (code, reason, code == FATAL)) {
-                raised.print(py);
-            }
-        });
+        self.call(&self.on_error, (code, reason, code == FATAL));
+    }
+
+    /// librdkafka's log lines (served by `poll`, once rdkafka has set the log queue) go to Python's logging.
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.table.lock().unwrap().events += 1;
+        if let Some(on_log) = &self.on_log {
+            self.call(on_log, (level as i32, facility, message));
+        }
     }
 
     fn generate_oauth_token(
         &self,
         oauthbearer_config: Option<&str>,
     ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        // confluent-kafka's oauth_cb contract: oauth_cb(config) -> (token, expiry in seconds since the epoch).
+        // confluent-kafka's oauth_cb contract: oauth_cb(config) -> (token, expiry in seconds since the epoch[,
+        // principal[, extensions]]). Extensions are not passed on (rdkafka's OAuthToken has none; MSK needs none).
+        self.table.lock().unwrap().events += 1;
         let callback = self.oauth_cb.as_ref().ok_or("no oauth_cb configured")?;
         Python::with_gil(|py| {
-            let (token, expiry_s): (String, f64) =
-                callback.call1(py, (oauthbearer_config,))?.extract(py)?;
+            let answer = callback.call1(py, (oauthbearer_config,))?;
+            let answer = answer.bind(py).downcast::<PyTuple>()?;
+            let token: String = answer.get_item(0)?.extract()?;
+            let expiry_s: f64 = answer.get_item(1)?.extract()?;
+            let principal_name = match answer.get_item(2) {
+                Ok(principal) if !principal.is_none() => principal.extract()?,
+                _ => String::new(),
+            };
             Ok(rdkafka::client::OAuthToken {
                 token,
-                principal_name: String::new(),
+                principal_name,
                 lifetime_ms: (expiry_s * 1000.0) as i64,
             })
         })
@@ -142,7 +174,7 @@ impl ProducerContext for Context {
             },
         };
         let mut table = self.table.lock().unwrap();
-        table.reports += 1;
+        table.events += 1;
         table.settle(
             (opaque >> INDEX_BITS) as u64,
             opaque & (MAX_RECORDS - 1),
@@ -190,10 +222,43 @@ type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
 #[pyclass(module = "rest_proxy_json")]
 pub struct Producer {
-    inner: BaseProducer<Context>,
+    inner: ManuallyDrop<BaseProducer<Context>>,
+    fatal_reported: AtomicBool,
+}
+
+impl Drop for Producer {
+    /// rdkafka's drop purges, flushes for up to 0.5 s and joins librdkafka's threads, which may be waiting for the
+    /// GIL in a callback: do it without the GIL.
+    fn drop(&mut self) {
+        let inner = &mut self.inner;
+        Python::with_gil(|py| py.allow_threads(|| unsafe { ManuallyDrop::drop(inner) }));
+    }
 }
 
 impl Producer {
+    /// A fatal error reaches the error callback with its underlying code (rdkafka does not pass on
+    /// `rd_kafka_event_error_is_fatal`), so `poll` asks librdkafka and reports it once more, as `(FATAL, reason,
+    /// true)`: confluent-kafka's `error.fatal()`.
+    fn report_fatal(&self) {
+        // rd_kafka_fatal_error without a buffer is an atomic read.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_fatal_error(
+                self.inner.client().native_ptr(),
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if code as i32 != 0 && !self.fatal_reported.swap(true, Ordering::Relaxed) {
+            let reason = self
+                .inner
+                .client()
+                .fatal_error()
+                .map_or_else(String::new, |(code, reason)| format!("{code}: {reason}"));
+            let context = self.inner.context();
+            context.call(&context.on_error, (FATAL, reason, true));
+        }
+    }
+
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.context().table.lock().unwrap()
     }
@@ -205,7 +270,7 @@ impl Producer {
                 MAX_RECORDS - 1
             )));
         }
-        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) & ID_MASK;
         let mut table = self.table();
         table.requests.insert(
             id,
@@ -283,13 +348,16 @@ fn config_value(value: &Bound<'_, PyAny>) -> PyResult<String> {
 #[pymethods]
 impl Producer {
     /// `config`: librdkafka properties (values are turned into strings, booleans as true/false); `on_error(code,
-    /// reason, fatal)` gets global errors; `oauth_cb(config) -> (token, expiry_s)` as in confluent-kafka.
+    /// reason, fatal)` gets global errors; `oauth_cb(config) -> (token, expiry_s)` as in confluent-kafka;
+    /// `on_log(syslog level, facility, message)` gets librdkafka's log lines.
     #[new]
-    #[pyo3(signature = (config, on_error, oauth_cb=None))]
+    #[pyo3(signature = (config, on_error, oauth_cb=None, on_log=None))]
     fn new(
+        py: Python<'_>,
         config: &Bound<'_, PyDict>,
         on_error: PyObject,
         oauth_cb: Option<PyObject>,
+        on_log: Option<PyObject>,
     ) -> PyResult<Self> {
         let mut client_config = ClientConfig::new();
         for (name, value) in config.iter() {
@@ -298,14 +366,19 @@ impl Producer {
         let context = Context {
             table: Mutex::new(Table::default()),
             on_error,
+            on_log,
             oauth_cb,
         };
-        let inner = client_config
-            .create_with_context(context)
+        // Without the GIL: librdkafka's threads may call back into Python (a log line) before it returns.
+        let inner = py
+            .allow_threads(|| client_config.create_with_context(context))
             .map_err(|error| {
                 PyValueError::new_err(format!("cannot create the producer: {error}"))
             })?;
-        Ok(Producer { inner })
+        Ok(Producer {
+            inner: ManuallyDrop::new(inner),
+            fatal_reported: AtomicBool::new(false),
+        })
     }
 
     /// The hot path: queue the values of a plain produce body (`plain_values`) to one partition, in order, and
@@ -384,12 +457,13 @@ impl Producer {
     /// Serve delivery reports, errors and token refreshes; returns the ids of the requests now fully settled.
     fn poll(&self) -> Vec<u64> {
         for _ in 0..MAX_EVENTS_PER_POLL {
-            let before = self.table().reports;
+            let before = self.table().events;
             self.inner.poll(Duration::ZERO);
-            if self.table().reports == before {
+            if self.table().events == before {
                 break;
             }
         }
+        self.report_fatal();
         std::mem::take(&mut self.table().settled)
     }
 
@@ -470,6 +544,11 @@ impl Producer {
         self.table().requests.remove(&id);
     }
 
+    /// Requests in the table: produced and not yet taken or discarded.
+    fn open_requests(&self) -> usize {
+        self.table().requests.len()
+    }
+
     /// Records queued or in flight (confluent-kafka's `len(producer)`).
     fn __len__(&self) -> usize {
         self.inner.in_flight_count().max(0) as usize
@@ -483,14 +562,35 @@ impl Producer {
             .map(|(code, reason)| (code as i32, reason))
     }
 
-    /// Fail every record still queued or in flight (their reports arrive on the next polls).
+    /// Fail every record still queued, not yet sent (their reports arrive on the next polls). Records in flight
+    /// keep their real outcome: they may already be written.
     fn purge(&self) {
-        self.inner.purge(PurgeConfig::default().queue().inflight());
+        self.inner.purge(PurgeConfig::default().queue());
+    }
+
+    /// librdkafka's `rd_kafka_test_fatal_error`: the fatal error an idempotent producer gets when the broker
+    /// reports a sequence gap (OUT_OF_ORDER_SEQUENCE_NUMBER), raised on demand. For tests.
+    fn test_fatal_error(&self, reason: &str) -> PyResult<()> {
+        let reason = std::ffi::CString::new(reason)
+            .map_err(|error| PyValueError::new_err(error.to_string()))?;
+        let result = unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                self.inner.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            )
+        };
+        match result as i32 {
+            0 => Ok(()),
+            other => Err(PyValueError::new_err(format!(
+                "test_fatal_error: librdkafka error {other}"
+            ))),
+        }
     }
 
     /// Wait up to `timeout_s` for outstanding records to settle; returns how many are left.
     fn flush(&self, py: Python<'_>, timeout_s: f64) -> usize {
-        let timeout = Timeout::After(Duration::from_secs_f64(timeout_s.max(0.0)));
+        let timeout = Timeout::After(Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0)));
         let _ = py.allow_threads(|| self.inner.flush(timeout));
         self.__len__()
     }
