@@ -16,7 +16,10 @@ import pytest
 import rest_proxy_json
 from confluent_kafka import KafkaError
 
+from pipeline import kafka_clients
+from pipeline.settings import load_settings
 from services.rest_proxy.errors import RECORD_ERROR_RETRIABLE, record_error_code
+from services.rest_proxy.kafka_clients import producer_config
 from services.rest_proxy.producer import OutgoingRecord, SharedProducer
 
 UNREACHABLE = {"bootstrap.servers": "127.0.0.1:1", "enable.idempotence": True, "acks": "all"}
@@ -199,3 +202,28 @@ def test_a_cancelled_request_leaves_nothing_in_the_producer():
         return shared._producer.open_requests(), len(shared._waiting), shared._in_flight
 
     assert asyncio.run(_with_shared({"message.timeout.ms": 60_000}, scenario)) == (0, 0, 0)
+
+
+def test_the_msk_iam_settings_build_a_tls_producer_that_signs_its_token(monkeypatch):
+    """KAFKA_AUTH=iam: SASL_SSL with OAUTHBEARER needs librdkafka built with OpenSSL, and the signer is asked."""
+    signed: list[str] = []
+
+    def sign(region: str) -> tuple[str, int]:
+        signed.append(region)
+        return f"token-for-{region}", int(time.time() * 1000) + 900_000
+
+    monkeypatch.setattr(kafka_clients, "msk_iam_token", sign)
+    settings = load_settings(
+        pipeline_target="aws",
+        kafka_bootstrap_servers="b-1.demo.abc123.c2.kafka.eu-west-1.amazonaws.com:9098",
+        kafka_auth="iam",
+        aws_region="eu-west-1",
+    )
+    config = producer_config(settings)
+    assert config["security.protocol"] == "SASL_SSL" and callable(config["oauth_cb"])
+    shared = SharedProducer(config)  # refused here if librdkafka lacked SSL or OAUTHBEARER
+    deadline = time.monotonic() + 10
+    while not signed and time.monotonic() < deadline:
+        shared._producer.poll()
+        time.sleep(0.05)
+    assert signed == ["eu-west-1"]
