@@ -80,7 +80,16 @@ def _deliveries(entries: list[tuple]) -> list[Delivery]:
     ]
 
 
-LOG_LEVELS = {0: logging.CRITICAL, 1: logging.CRITICAL, 2: logging.CRITICAL, 3: logging.ERROR, 4: logging.WARNING}
+LOG_LEVELS = {  # librdkafka logs with syslog levels: emergency, alert, critical, error, warning, notice, info, debug
+    0: logging.CRITICAL,
+    1: logging.CRITICAL,
+    2: logging.CRITICAL,
+    3: logging.ERROR,
+    4: logging.WARNING,
+    5: logging.INFO,
+    6: logging.INFO,
+    7: logging.DEBUG,
+}
 
 
 class _ClientEvents:
@@ -90,14 +99,11 @@ class _ClientEvents:
     def __init__(self) -> None:
         self.fatal = False
         self._last_logged = 0.0
-        self._last_fatal: tuple[int, str] | None = None
 
     def on_error(self, code: int, reason: str, fatal: bool) -> None:
+        """`fatal` comes once per producer (rest_proxy_json reports it); other errors come twice each, and often."""
         if fatal:
             self.fatal = True
-            if self._last_fatal == (code, reason):
-                return  # rdkafka hands each error event over twice
-            self._last_fatal = (code, reason)
         now = time.monotonic()
         if fatal or now - self._last_logged > 5:
             self._last_logged = now
@@ -105,9 +111,7 @@ class _ClientEvents:
 
     @staticmethod
     def on_log(level: int, facility: str, message: str) -> None:
-        log.log(
-            LOG_LEVELS.get(level, logging.INFO if level <= 6 else logging.DEBUG), "librdkafka %s: %s", facility, message
-        )
+        log.log(LOG_LEVELS.get(level, logging.DEBUG), "librdkafka %s: %s", facility, message)
 
 
 class SharedProducer:

@@ -27,7 +27,6 @@ use rdkafka::message::{Header, Message, OwnedHeaders, Timestamp};
 use rdkafka::producer::{
     BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext, PurgeConfig,
 };
-use rdkafka::util::Timeout;
 
 use crate::PlainValues;
 
@@ -42,7 +41,11 @@ compile_error!("the delivery opaque packs a request id and a record index into 6
 /// A delivery opaque carries the request id in its high bits and the record's index in the low ones.
 const INDEX_BITS: u32 = 24;
 const MAX_RECORDS: usize = 1 << INDEX_BITS;
-/// librdkafka's RD_KAFKA_RESP_ERR__FATAL: the error callback's code when the producer has failed for good.
+
+fn opaque(id: u64, index: u32) -> usize {
+    ((id as usize) << INDEX_BITS) | index as usize
+}
+/// librdkafka's RD_KAFKA_RESP_ERR__FATAL: the code `report_fatal` gives the error callback.
 const FATAL: i32 = -150;
 /// Upper bound of poll(0) calls in one `poll`: each serves one event (a batch of delivery reports).
 const MAX_EVENTS_PER_POLL: usize = 1000;
@@ -114,11 +117,11 @@ fn code_of(error: &KafkaError) -> i32 {
 impl ClientContext for Context {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
+    /// Never fatal here: a fatal error arrives with its underlying code, and `Producer::report_fatal` is what
+    /// reports it as fatal. rdkafka 0.38's BaseProducer::poll hands each error event to this method twice.
     fn error(&self, error: KafkaError, reason: &str) {
-        // rdkafka 0.38's BaseProducer::poll hands each error event to this method twice; on_error copes.
         self.table.lock().unwrap().events += 1;
-        let code = code_of(&error);
-        self.call(&self.on_error, (code, reason, code == FATAL));
+        self.call(&self.on_error, (code_of(&error), reason, false));
     }
 
     /// librdkafka's log lines (served by `poll`, once rdkafka has set the log queue) go to Python's logging.
@@ -306,7 +309,8 @@ impl Producer {
         }
     }
 
-    /// Queue a request's backlog in order, stopping at the first full queue; true when nothing is left.
+    /// Queue a request's backlog in order, stopping at the first full queue (what is left stays in the backlog);
+    /// true when nothing is left.
     fn drain_backlog(&self, id: u64) -> bool {
         let (topic, partition, backlog) = {
             let mut table = self.table();
@@ -321,8 +325,7 @@ impl Producer {
         };
         let mut rest = backlog.into_iter();
         while let Some((index, value)) = rest.next() {
-            let opaque = ((id as usize) << INDEX_BITS) | index as usize;
-            let record = Record::with_opaque_to(&topic, opaque)
+            let record = Record::with_opaque_to(&topic, opaque(id, index))
                 .payload(&value[..])
                 .partition(partition);
             if !self.queue(id, index, record) {
@@ -391,22 +394,10 @@ impl Producer {
     ) -> PyResult<(u64, bool)> {
         let encoded = std::mem::take(&mut values.encoded);
         let id = self.open(encoded.len(), topic, partition)?;
-        let mut rest = encoded.into_iter().enumerate();
-        while let Some((index, value)) = rest.next() {
-            let opaque = ((id as usize) << INDEX_BITS) | index;
-            let record = Record::with_opaque_to(topic, opaque)
-                .payload(&value[..])
-                .partition(partition);
-            if !self.queue(id, index as u32, record) {
-                let mut backlog = vec![(index as u32, value)];
-                backlog.extend(rest.map(|(index, value)| (index as u32, value)));
-                if let Some(request) = self.table().requests.get_mut(&id) {
-                    request.backlog = backlog;
-                }
-                return Ok((id, false));
-            }
+        if let Some(request) = self.table().requests.get_mut(&id) {
+            request.backlog = (0..).zip(encoded).collect();
         }
-        Ok((id, true))
+        Ok((id, self.drain_backlog(id)))
     }
 
     /// Queue what a full queue left of request `id`; true when all of it is queued.
@@ -434,8 +425,7 @@ impl Producer {
         headers: Option<Vec<(String, Option<Vec<u8>>)>>,
         timestamp_ms: i64,
     ) -> bool {
-        let opaque = ((id as usize) << INDEX_BITS) | index as usize;
-        let mut record = Record::with_opaque_to(topic, opaque).partition(partition);
+        let mut record = Record::with_opaque_to(topic, opaque(id, index)).partition(partition);
         record.key = key;
         record.payload = value;
         if timestamp_ms > 0 {
@@ -586,12 +576,5 @@ impl Producer {
                 "test_fatal_error: librdkafka error {other}"
             ))),
         }
-    }
-
-    /// Wait up to `timeout_s` for outstanding records to settle; returns how many are left.
-    fn flush(&self, py: Python<'_>, timeout_s: f64) -> usize {
-        let timeout = Timeout::After(Duration::from_secs_f64(timeout_s.clamp(0.0, 3600.0)));
-        let _ = py.allow_threads(|| self.inner.flush(timeout));
-        self.__len__()
     }
 }
