@@ -231,10 +231,7 @@ def main() -> None:
         # Single records first, before any round topic is deleted: the broker removes a deleted topic's files
         # (gigabytes) a minute later. Measured after the rounds once, p99 was 230-261 ms at 8 and 16 connections,
         # against 10-20 ms before; that I/O is the likely cause.
-        topic = _next_topic(settings, admin, topic, "single")
-        url = base_url + topic
-        run_wrk(url, single_script, 4, 2, None)
-        offsets_before = end_offset_total(settings, topic)
+        topic, url, offsets_before = _next_topic(settings, admin, topic, "single", base_url, single_script)
         singles = []
         for connections in [int(c) for c in args.single_connections.split(",")]:
             print(f"(b) single-record requests, {connections} connections, {args.seconds} s ...")
@@ -249,10 +246,7 @@ def main() -> None:
         rounds = []  # ([(connections, proxy wrk result)], native records/s), alternating on the same machine
         produced_natively = 0
         for number in range(1, args.rounds + 1):
-            topic = _next_topic(settings, admin, topic, number)
-            url = base_url + topic
-            run_wrk(url, single_script, 4, 2, None)  # warm-up: connections, metadata
-            offsets_before = end_offset_total(settings, topic)
+            topic, url, offsets_before = _next_topic(settings, admin, topic, number, base_url, single_script)
             results = []
             for connections in levels:
                 print(
@@ -308,13 +302,18 @@ def main() -> None:
         record(summary)
 
 
-def _next_topic(settings: Settings, admin: KafkaAdminClient, previous: str | None, name: object) -> str:
-    """A fresh topic for the next round; the previous one is deleted (its rows would fill the broker's disk)."""
+def _next_topic(
+    settings: Settings, admin: KafkaAdminClient, previous: str | None, name: object, base_url: str, warm_up: Path
+) -> tuple[str, str, int]:
+    """A fresh topic for the next phase, the previous one deleted (its rows would fill the broker's disk), warmed
+    up (connections, the proxy's metadata for it): (topic, its produce URL, its end offsets before the phase)."""
     if previous is not None:
         admin.delete_topics([previous])
     topic = f"{TOPIC_PREFIX}.{name}"
     recreate_topic(settings, admin, topic)
-    return topic
+    url = base_url + topic
+    run_wrk(url, warm_up, 4, 2, None)
+    return topic, url, end_offset_total(settings, topic)
 
 
 def _best(results: list[tuple[int, WrkResult]]) -> WrkResult:
