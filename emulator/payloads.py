@@ -1,4 +1,4 @@
-"""Request bodies of both ingestion paths, byte for byte as the original emulator built them (SPEC.md §2):
+"""Request bodies of both ingestion paths, byte for byte as the original emulator built them (docs/contract.md §2):
 `json.dumps` with its default separators, datetimes as `YYYY-MM-DD HH:MM:SS`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The original emulator's sampling sequence (SPEC.md §2), kept bit-for-bit so runs are reproducible."""
+"""The original emulator's sampling sequence (docs/contract.md §2), kept bit-for-bit so runs are reproducible."""
 
 from __future__ import annotations
 

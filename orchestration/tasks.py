@@ -1,11 +1,11 @@
 """The daily batch DAG's task logic: wait for new objects, run the batch job, check its nine results.
 
-The DAG file (airflow/dags/pinterest_dag.py) only wires these functions into operators (STYLE.md: DAG files
+The DAG file (airflow/dags/pinterest_dag.py) only wires these functions into operators (docs/conventions.md: DAG files
 declare, modules do). Nothing here imports Airflow, so every function is tested with the project's own venv; the
 Airflow venv runs the same code because the repo is installed there editable (services/airflow/setup.sh).
 
 Locally the batch job runs through the project venv's `spark-submit` (Airflow's venv has no pyspark on purpose,
-DESIGN.md); with `PIPELINE_TARGET=aws` the DAG submits it to Databricks with `databricks_submit_run_kwargs`.
+docs/architecture.md); with `PIPELINE_TARGET=aws` the DAG submits it to Databricks with `databricks_submit_run_kwargs`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pipeline.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# SPEC.md §5: the batch job writes each result as Parquet to <results>/<name>/.
+# docs/contract.md §5: the batch job writes each result as Parquet to <results>/<name>/.
 QUERY_NAMES = (
     "popular_category_by_country",
     "popular_category_by_year",

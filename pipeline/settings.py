@@ -5,7 +5,7 @@ at the native/docker stack on 127.0.0.1; `PIPELINE_TARGET=aws` drops every local
 clients resolve real AWS endpoints from the region and the usual AWS environment.
 
 Names derived from the user id (topics, bucket, streams, Delta tables, DAG id) are properties here and nowhere
-else, so a reader finds the whole naming contract (SPEC.md) in one file.
+else, so a reader finds the whole naming contract (docs/contract.md) in one file.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws")
         return self
 
-    # --- derived names (SPEC.md) -------------------------------------------------------------------------------
+    # --- derived names (docs/contract.md) -------------------------------------------------------------------------------
     def topic(self, table: str) -> str:
         return f"{self.pipeline_user_id}.{_check_table(table)}"
 

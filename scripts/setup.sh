@@ -2,7 +2,8 @@
 # Installs everything the native stack needs on a fresh machine. Idempotent: each step checks before it acts.
 #   - Debian packages (MariaDB server) via apt-get (as root, or through sudo when available)
 #   - the project's virtualenv (.state/venv) from requirements.lock, with uv for speed
-# Later components add their steps (Maven jars, LocalStack's own venv, Airflow's own venv) below.
+#   - Rust (rustc-web/cargo-web on Debian 12) when no cargo is found, for the REST proxy's native part
+#   - Maven jars, LocalStack's own venv, Airflow's own venv, wrk and Chromium (the steps at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${STATE_DIR:-.state}
@@ -22,6 +23,18 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_packages
 for package in make gcc libc6-dev pkg-config libssl-dev zlib1g-dev; do
   dpkg -s "$package" >/dev/null 2>&1 || apt_packages+=("$package")
 done
+# Rust for that native part: rustup's cargo when the user has it, else the distribution's (Debian 12: rustc-web and
+# cargo-web, a current Rust from the security and updates suites; the plain rustc package is too old).
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+if ! command -v cargo >/dev/null 2>&1 && command -v apt-cache >/dev/null 2>&1; then
+  if [ -z "$(apt-cache policy cargo-web 2>/dev/null | awk '/Candidate:/ {print $2}' | grep -v none)" ]; then
+    as_root apt-get update -qq
+  fi
+  if [ -n "$(apt-cache policy cargo-web 2>/dev/null | awk '/Candidate:/ {print $2}' | grep -v none)" ]; then
+    log "cargo not found: installing Rust from the distribution (rustc-web, cargo-web)"
+    apt_packages+=(rustc-web cargo-web)
+  fi
+fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
   log "installing Debian packages: ${apt_packages[*]}"
   as_root apt-get update -qq

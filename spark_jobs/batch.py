@@ -1,4 +1,4 @@
-"""The batch job: the S3 sink's JSON files -> cleaned tables -> the nine SPEC.md §5 results as Parquet + report.html.
+"""The batch job: the S3 sink's JSON files -> cleaned tables -> the nine docs/contract.md §5 results as Parquet + report.html.
 
 The thin I/O edge around cleaning.py and queries.py. Reads `s3a://<bucket>/topics/<id>.<table>/partition=*/*.json`
 (or the same layout under `--input`, any Hadoop path or local folder), writes `<results>/<query>/` (Parquet,

@@ -1,4 +1,4 @@
-"""Cleaning rules of SPEC.md §4 as pure `DataFrame -> DataFrame` functions, shared by the batch and streaming jobs.
+"""Cleaning rules of docs/contract.md §4 as pure `DataFrame -> DataFrame` functions, shared by the batch and streaming jobs.
 
 Why this shape: the batch job (S3 JSON files) and the streaming job (Kinesis records) must clean identically, so
 neither owns the rules. Every function here takes and returns a DataFrame, does no I/O and makes no batch-only
@@ -24,7 +24,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-# Source field names per topic, in the order the original emulator sends them (SPEC.md §1).
+# Source field names per topic, in the order the original emulator sends them (docs/contract.md §1).
 RAW_FIELDS: dict[str, tuple[str, ...]] = {
     "pin": (
         "index",
@@ -57,7 +57,7 @@ DOUBLE_FIELDS: dict[str, tuple[str, ...]] = {"pin": (), "geo": ("latitude", "lon
 TIMESTAMP_FIELDS: dict[str, tuple[str, ...]] = {"pin": (), "geo": ("timestamp",), "user": ("date_joined",)}
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 
-# Cleaned columns, in SPEC.md §4 order.
+# Cleaned columns, in docs/contract.md §4 order.
 CLEAN_COLUMNS: dict[str, tuple[str, ...]] = {
     "pin": (
         "ind",
@@ -76,7 +76,7 @@ CLEAN_COLUMNS: dict[str, tuple[str, ...]] = {
     "user": ("ind", "user_name", "age", "date_joined"),
 }
 
-# Values the source uses instead of null (SPEC.md §1).
+# Values the source uses instead of null (docs/contract.md §1).
 PIN_PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "title": ("No Title Data Available",),
     "description": ("No description available Story format", "No description available", "Untitled"),
@@ -230,7 +230,7 @@ def combine_user_name(df: DataFrame) -> DataFrame:
 
 
 def order_columns(df: DataFrame, table: str) -> DataFrame:
-    """SPEC.md §4 column order; drops unused source fields (pin.downloaded), keeps carried-through columns last."""
+    """docs/contract.md §4 column order; drops unused source fields (pin.downloaded), keeps carried-through columns last."""
     cleaned = CLEAN_COLUMNS[table]
     carried = [c for c in df.columns if c not in cleaned and c not in RAW_FIELDS[table]]
     return df.select(*cleaned, *carried)
@@ -278,7 +278,7 @@ def parse_and_flag(df: DataFrame, table: str) -> DataFrame:
 
 
 def clean(df: DataFrame, table: str) -> DataFrame:
-    """Valid parsed records of `table` -> cleaned columns (SPEC.md §4)."""
+    """Valid parsed records of `table` -> cleaned columns (docs/contract.md §4)."""
     return CLEANERS[table](df)
 
 

@@ -1,11 +1,11 @@
-"""An independent implementation of SPEC.md §4-5 in DuckDB SQL: the oracle for the Spark job.
+"""An independent implementation of docs/contract.md §4-5 in DuckDB SQL: the oracle for the Spark job.
 
 Why it exists: the cross-check test compares every Spark query with this SQL over the same JSON files, and the
-batch benchmark times both engines on them. It shares no code with cleaning.py / queries.py on purpose (only the
-SPEC), so a mistake in one shows up as a difference.
+batch benchmark times both engines on them. It shares no code with cleaning.py / queries.py on purpose (only
+the contract), so a mistake in one shows up as a difference.
 
     tables(connection, {"pin": glob, "geo": glob, "user": glob})  # creates pin, geo, user views + counts
-    QUERIES[name]                                                 # SQL text of each SPEC.md §5 query
+    QUERIES[name]                                                 # SQL text of each docs/contract.md §5 query
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The nine analytics questions of SPEC.md §5 over the cleaned, de-duplicated pin, geo and user tables.
+"""The nine analytics questions of docs/contract.md §5 over the cleaned, de-duplicated pin, geo and user tables.
 
-Each query is a pure function of the three DataFrames, named like its result folder, returning exactly the SPEC
+Each query is a pure function of the three DataFrames, named like its result folder, returning exactly the contract's
 columns with distinct rows sorted by them. Shared semantics live in one helper each: `most_popular` (ties kept),
 `median_bigint` (exact percentile_cont(0.5) floored to BIGINT) and `with_age_group` (ages under 18 in no group).
 """
@@ -146,5 +146,5 @@ QUERIES: dict[str, Query] = {
 
 
 def run_queries(pin: DataFrame, geo: DataFrame, user: DataFrame) -> dict[str, DataFrame]:
-    """Every query's result DataFrame, by SPEC name (lazy: nothing runs until written or collected)."""
+    """Every query's result DataFrame, by contract name (lazy: nothing runs until written or collected)."""
     return {name: query(pin, geo, user) for name, query in QUERIES.items()}

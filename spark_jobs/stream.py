@@ -3,7 +3,7 @@
     python -m spark_jobs.stream [--warehouse PATH] [--trigger-seconds 1] [--until-idle SECONDS] [--tables pin ...]
 
 Three queries, one per table, each with its own checkpoint (`<warehouse>/_checkpoints/<table>`), read the
-`kinesis` source (spark_jobs/kinesis_source.py), parse `data` with the SPEC.md schemas and clean it with the very
+`kinesis` source (spark_jobs/kinesis_source.py), parse `data` with the docs/contract.md schemas and clean it with the very
 functions the batch job uses (spark_jobs/cleaning.py). Each micro-batch appends the cleaned rows, with lineage
 columns `shard_id, sequence_number, arrival_time`, to the table's Delta table and the records that fail to parse,
 with the reason, to `<id>_stream_quarantine_table`. Tables live under `s3a://<bucket>/delta/<name>` (or
@@ -25,7 +25,7 @@ than a plain Delta sink: one read of Kinesis feeds two tables (clean rows and qu
 The tables checkpoint their log every `CHECKPOINT_INTERVAL` commits (Delta's default, 10, costs a 3-4 s checkpoint
 every 10 s of a 1 s trigger).
 
-No de-duplication here, deliberately: SPEC.md §6 asks for every Kinesis record exactly once, and a post the emulator
+No de-duplication here, deliberately: docs/contract.md §6 asks for every Kinesis record exactly once, and a post the emulator
 re-sends is a new Kinesis record (new sequence number). The batch job's `drop_duplicate_records` is for analytics;
 readers wanting one row per post apply it (or a MERGE) to these tables.
 

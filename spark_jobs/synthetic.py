@@ -1,6 +1,6 @@
 """Generated topic files in the S3 sink's layout, for the cross-check test and the batch benchmark.
 
-Rows come from the project's seed generator (services/mysql/seed.py: SPEC-realistic placeholders, `26k`/`6M`
+Rows come from the project's seed generator (services/mysql/seed.py: realistic placeholders, `26k`/`6M`
 follower counts, odd countries, users who post many times). On top of that this module adds what only the wire
 produces and the batch job must survive: records re-sent by the emulator, numbers sent as strings, geo fields in
 another order, a pin and a geo record in the user topic, a truncated line, a JSON null in a required field,

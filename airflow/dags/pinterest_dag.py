@@ -1,6 +1,6 @@
-"""The daily batch DAG (SPEC.md §7): wait for new objects in the bucket, run the batch job, check its nine results.
+"""The daily batch DAG (docs/contract.md §7): wait for new objects in the bucket, run the batch job, check its nine results.
 
-Only wiring lives here (STYLE.md); what each task does is in `orchestration.tasks`, tested outside Airflow. The
+Only wiring lives here (docs/conventions.md); what each task does is in `orchestration.tasks`, tested outside Airflow. The
 DAG id, bucket, retries and timeouts come from `pipeline.settings`. `PIPELINE_TARGET=local` runs the job with the
 project venv's spark-submit; `PIPELINE_TARGET=aws` submits it to Databricks (same DAG file).
 """

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build and install the REST proxy's native path (src/: the JSON hot path and the shared producer, librdkafka) into
-# the project's virtualenv; idempotent. Needs cargo (rustup) and a C toolchain with OpenSSL and zlib headers
+# the project's virtualenv; idempotent. Needs cargo (rustup's, or Debian's cargo-web that scripts/setup.sh installs) and a C toolchain with OpenSSL and zlib headers
 # (scripts/setup.sh installs those); maturin comes from PyPI through uv's build isolation, the crates from crates.io
 # (cached in ~/.cargo). The proxy cannot run without it. A cold build takes about 2 minutes (librdkafka's C sources).
 set -euo pipefail
@@ -14,8 +14,9 @@ if [ -f "$stamp" ] && [ -z "$newest" ] && "$venv/bin/python" -c "import rest_pro
 fi
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 if ! command -v cargo >/dev/null 2>&1; then
-  log "cargo not found: the REST proxy needs its native producer (native/rest_proxy_json). Install Rust with rustup"
-  log "(https://rustup.rs), then run make setup again."
+  log "cargo not found: the REST proxy needs its native producer (native/rest_proxy_json). scripts/setup.sh installs"
+  log "Debian's rustc-web/cargo-web where apt has them; elsewhere install Rust with rustup (https://rustup.rs), then"
+  log "run make setup again."
   exit 1
 fi
 log "building the REST proxy's native path (Rust, maturin; librdkafka from source on a cold build, ~2 min)"

@@ -2,7 +2,7 @@
 
     .state/venv/bin/python scripts/bench/bench_batch.py [--rows 1000000] [--seed 42] [--no-append]
 
-Generates N posts (all three tables, SPEC-realistic rows from the seed generator plus wire-level dirt) as JSON
+Generates N posts (all three tables, realistic rows from the seed generator plus wire-level dirt) as JSON
 lines in the S3 sink's layout on local disk, then runs each engine in its own process: Spark via
 `python -m spark_jobs.batch` (clean, de-duplicate, nine queries, Parquet results, quarantine, report.html; JVM
 start-up included), DuckDB via spark_jobs/duckdb_reference.py with 2 threads (same cleaning and queries, results

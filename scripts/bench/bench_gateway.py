@@ -1,7 +1,7 @@
 """API Gateway benchmark: the batch path through the gateway vs straight to the REST proxy, and the stream path
 through the gateway vs straight to Kinesis, in one command (ratios; this machine is shared and noisy).
 
-Each path posts the same SPEC-sized pin rows (from the original samples) as single-record requests with the same
+Each path posts the same contract-sized pin rows (from the original samples) as single-record requests with the same
 concurrency, timing every request: throughput (records/s) and p50/p99 latency. Uses its own user id and state folder
 (topics, streams and API of that id), so a user's data is untouched. Needs `make up`.
 """
@@ -30,15 +30,11 @@ from services.provision.kafka import provision_topics
 
 USER = "7e57c0debe40"
 ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = [
-    ROOT.parent / "shared" / "samples" / "original_pin.jsonl",
-    ROOT / "tests/unit/data/samples/original_pin.jsonl",
-]
+SAMPLE = ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
 
 
 def sample_rows() -> list[dict]:
-    path = next(p for p in SAMPLES if p.exists())
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
 
 
 async def measure(count: int, concurrency: int, send: Callable[[int], Awaitable[None]]) -> dict[str, float]:
@@ -118,7 +114,7 @@ def record(results: dict[str, dict[str, float]], count: int, concurrency: int) -
         f"{streamed['rate']:.0f}/s, {streamed['p50']:.1f}/{streamed['p99']:.1f} ms | {streamed['rate'] / direct['rate']:.2f} |"
     )
     header = [
-        "Single-record requests of SPEC-sized pin rows; each path measured in the same run after a warm-up. Rates in",
+        "Single-record requests of contract-sized pin rows; each path measured in the same run after a warm-up. Rates in",
         "records/s, latency p50/p99 per request. The gateway is LocalStack 4.9.2 executing the provisioned definition",
         "(HTTP_PROXY to the REST proxy; AWS integration to kinesis-mock).",
         "",

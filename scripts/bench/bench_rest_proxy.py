@@ -1,6 +1,6 @@
 """REST proxy benchmark, in one command, against the running proxy and broker (`make up`).
 
-(a) Batched produce: 100 SPEC-sized pin rows per request (rows of shared/samples/original_pin.jsonl) through the
+(a) Batched produce: 100 contract-sized pin rows per request (rows of tests/data/samples/original_pin.jsonl) through the
     proxy, acks=all, vs a native confluent-kafka producer with the very same producer settings
     (`services.rest_proxy.kafka_clients.producer_config`) sending the same rows. Reported as records/s and the
     ratio proxy/native. Target: >= 50 %. The proxy is driven at each of --batch-connections (default 8 and 32
@@ -46,7 +46,7 @@ from services.kafka.clients import kafka_python_config
 from services.rest_proxy.kafka_clients import producer_config
 from services.runner import process_states
 
-SAMPLES = Path(os.environ.get("PIPELINE_SAMPLES_DIR", REPO_ROOT.parent / "shared" / "samples")) / "original_pin.jsonl"
+SAMPLES = REPO_ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
 TOPIC_PREFIX = "bench.rest_proxy"
 MIN_FREE_DISK_GB = 20
 BATCH = 100
@@ -333,7 +333,7 @@ def print_verdict(summary: dict) -> None:
 def record(summary: dict) -> None:
     title = "## REST proxy (`python scripts/bench/bench_rest_proxy.py`)"
     header = (
-        "Batched: 100 SPEC-sized pin rows per request through the proxy vs a native confluent-kafka producer with\n"
+        "Batched: 100 contract-sized pin rows per request through the proxy vs a native confluent-kafka producer with\n"
         "the same settings (idempotent, acks=all), same run. Single: 1-record requests from wrk (closed loop), at\n"
         "the concurrency levels shown; p50/p99 as wrk measures them. Proxy CPU (user+sys of the proxy process, from\n"
         "/proc) per record or request depends far less on other load than the rates do, though contention still\n"

@@ -22,7 +22,7 @@ from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
 
 BENCH_USER_ID = "7e57c0deb3c4"
-SAMPLE = REPO_ROOT.parent / "shared" / "samples" / "original_pin.jsonl"
+SAMPLE = REPO_ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
 
 
 def end_offsets(settings, topic: str) -> dict[int, tuple[int, int]]:

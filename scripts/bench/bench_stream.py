@@ -45,7 +45,7 @@ BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Streaming"
 QUARANTINE = "quarantine"
 WARM_UP_FIRST_IND = 10_000_000
-SAMPLES = REPO / "tests" / "unit" / "data" / "samples"
+SAMPLES = REPO / "tests" / "data" / "samples"
 HEADER = (
     "| date (UTC) | path | offered rate | records | sustained records/s | latency p50 | latency p95 | max "
     "| trigger | machine |\n|---|---|---|---|---|---|---|---|---|---|\n"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Airflow 3 into its OWN virtualenv (.state/venvs/airflow), called by scripts/setup.sh.
 # Why a separate venv: Airflow pins hundreds of packages (sqlalchemy, fastapi, pydantic, ...) and its Spark provider
-# pulls pyspark-client, which would overwrite pyspark in the project's venv (DESIGN.md). The DAG calls the project
+# pulls pyspark-client, which would overwrite pyspark in the project's venv (docs/architecture.md). The DAG calls the project
 # venv's spark-submit instead. requirements.lock plays the role of Airflow's constraint file (the official
 # constraints URL is not reachable here); regenerate it from requirements.in (see its header).
 # The repo itself is installed editable without dependencies so task code can import `pipeline.settings` and

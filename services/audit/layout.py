@@ -1,4 +1,4 @@
-"""The S3 sink's object layout as the Python side reads it (SPEC.md section 3).
+"""The S3 sink's object layout as the Python side reads it (docs/contract.md section 3).
 
 The writer is the Java plugin (services/s3_sink/.../ObjectKeys.java); this is its one Python mirror, used by the
 audit and tests: `topics/<topic>/partition=<p>/<topic>+<p>+<start offset, 10 digits>.json`.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs LocalStack (open-source runtime, no account needed) into its OWN virtualenv, plus kinesis-mock.
 # Why a separate venv: localstack-core pins many packages (boto, werkzeug, ...) that must not move the project's
-# venv. Version and pins are the ones measured in DESIGN.md (4.9.2 is the newest that runs on Python 3.11).
+# venv. Version and pins are the ones measured in docs/architecture.md (4.9.2 is the newest that runs on Python 3.11).
 # Idempotent: a stamp file records what was installed; re-running with the same pins does nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -4,7 +4,7 @@ clients call directly (why: services/localstack/site/sitecustomize.py).
 
 It runs from its own virtualenv (.state/venvs/localstack, made by services/localstack/install.sh) because
 localstack-core pins packages the project's venv must not follow. Version, pins and flags are the ones measured in
-DESIGN.md (4.9.2 is the newest that runs on Python 3.11 with a working Kinesis). S3 is not served here: the
+docs/architecture.md (4.9.2 is the newest that runs on Python 3.11 with a working Kinesis). S3 is not served here: the
 durable S3 store (services/s3) owns it. Kinesis streams and records survive restarts through kinesis-mock's own
 persistence, made safe by services/localstack/launch.py; see docs/design/s3-and-localstack.md.
 """

@@ -1,4 +1,4 @@
--- Source tables of the pipeline, exactly as SPEC.md section 1 (column order is the wire order).
+-- Source tables of the pipeline, exactly as docs/contract.md section 1 (column order is the wire order).
 DROP TABLE IF EXISTS pinterest_data;
 CREATE TABLE pinterest_data (
   `index` INT NOT NULL PRIMARY KEY,

@@ -1,6 +1,6 @@
 """Seed generator for the MySQL source: `make seed ROWS=11154 SEED=42` (`python -m services.mysql.seed`).
 
-Produces the three tables of SPEC.md §1 with the original's dirty forms at realistic rates: fully broken
+Produces the three tables of docs/contract.md §1 with the original's dirty forms at realistic rates: fully broken
 story-format rows, placeholder descriptions, `User Info Error`, k/M follower counts, trailing spaces, unicode,
 truncated descriptions ending in `…` + no-break space, categories in blocks, and users who post many times.
 

@@ -1,4 +1,4 @@
-"""Provisioning steps `streams` and `api`: the Kinesis streams and the API Gateway front door (SPEC.md §2).
+"""Provisioning steps `streams` and `api`: the Kinesis streams and the API Gateway front door (docs/contract.md §2).
 
 One code path for LocalStack and a real AWS account: every client comes from `settings.boto3_client_kwargs`, so
 the AWS target has no endpoint override and nothing here branches on the emulator, except where the *invoke URL*
@@ -68,7 +68,7 @@ PUT_RECORDS_TEMPLATE = """{
 }"""
 
 # Draft-04 JSON schema that is also a valid OpenAPI 3.0 schema (no type lists, no "null" type). Data is a row
-# object (SPEC.md §2); the partition key is a string, as Kinesis defines it.
+# object (docs/contract.md §2); the partition key is a string, as Kinesis defines it.
 ROW = {"type": "object"}
 PARTITION_KEY = {"type": "string", "minLength": 1, "maxLength": 256}
 MODELS: dict[str, dict[str, Any]] = {

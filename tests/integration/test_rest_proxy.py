@@ -26,7 +26,7 @@ from kafka.admin import NewTopic
 from pipeline.settings import REPO_ROOT
 from services.kafka.clients import kafka_python_config
 
-SAMPLES = Path(os.environ.get("PIPELINE_SAMPLES_DIR", REPO_ROOT.parent / "shared" / "samples"))
+SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 JSON_V2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}
 BINARY_V2 = {"Content-Type": "application/vnd.kafka.binary.v2+json"}
 V2 = {"Content-Type": "application/vnd.kafka.v2+json"}

@@ -28,7 +28,7 @@ from services.provision.aws import recreate_streams
 
 STREAM_USER_ID = "7e57c0de0006"
 STREAM_DATABASE = "pinterest_data_stream"
-SAMPLES = REPO_ROOT / "tests" / "unit" / "data" / "samples"
+SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 JOB_TIMEOUT = 900
 
 

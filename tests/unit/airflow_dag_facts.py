@@ -1,6 +1,6 @@
 """Loads airflow/dags with Airflow's own DagBag and prints what test_dag_integrity.py checks, as JSON.
 
-Run with the Airflow venv's python (Airflow is not in the project venv, DESIGN.md); the test starts it once for
+Run with the Airflow venv's python (Airflow is not in the project venv, docs/architecture.md); the test starts it once for
 several scenarios, because importing Airflow is the slow part. Each scenario sets environment variables (the DAG
 reads its settings from them) and may render the batch task for a date: rendered, never executed.
 The facts are the last stdout line, after the `DAG_FACTS ` marker (Airflow logs to stdout too).

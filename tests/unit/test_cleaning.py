@@ -1,5 +1,5 @@
-"""Each SPEC.md §4 cleaning rule on a tiny hand-made DataFrame, expected output written by hand; then the whole
-chain on records recorded from the original pipeline (tests/unit/data/samples, a copy of the shared samples)."""
+"""Each docs/contract.md §4 cleaning rule on a tiny hand-made DataFrame, expected output written by hand; then the whole
+chain on records recorded from the original pipeline (tests/data/samples)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import cleaning
 
-SAMPLES = Path(__file__).parent / "data" / "samples"
+SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 STR = "string"
 
 

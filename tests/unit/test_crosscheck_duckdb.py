@@ -1,5 +1,5 @@
 """The Spark batch job against an independent engine: DuckDB SQL (spark_jobs/duckdb_reference.py, written from
-SPEC.md alone) over the same generated topic files (10,000 posts, re-sends and quarantine-bound records included)
+docs/contract.md alone) over the same generated topic files (10,000 posts, re-sends and quarantine-bound records included)
 must give the same counts and, for every query, the same columns, types and rows as the Parquet the job wrote."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each SPEC.md §5 query on tiny hand-made tables, expected results worked out by hand: ties kept, nulls left out,
+"""Each docs/contract.md §5 query on tiny hand-made tables, expected results worked out by hand: ties kept, nulls left out,
 age boundaries 17/18, 24/25, 35/36, 50/51, years just outside the ranges, medians with interpolation floored."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_j
 from services.rest_proxy.producer import Delivery
 from services.rest_proxy.v2 import produce_response
 
-SAMPLES = Path(__file__).parent / "data" / "samples"
+SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 LIMIT = 1_000_000
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from spark_jobs import cleaning, stream
 from spark_jobs.kinesis_source import SCHEMA
 
-SAMPLES = Path(__file__).parent / "data" / "samples"
+SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 ARRIVAL = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 

@@ -5,7 +5,7 @@ import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 /**
- * The S3 key layout of Confluent's S3 sink (SPEC.md section 3), in one place:
+ * The S3 key layout of Confluent's S3 sink (docs/contract.md section 3), in one place:
  * {@code <topics.dir>/<topic>/partition=<p>/<topic>+<p>+<start offset, 10 digits>.json}.
  * Deterministic names are what make a replay overwrite the same key instead of adding a duplicate.
  */
