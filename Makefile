@@ -19,6 +19,10 @@ PYTEST_ARGS ?=
 # native | docker | auto (default: Docker Compose when a Docker engine answers, else native; see scripts/stack_mode.sh)
 STACK ?= auto
 STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) || exit 2
+# A project command in the current mode: the venv natively, a one-off container of the project image in Docker mode.
+RUN := STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_run.sh
+# Docker Compose with the stack's state folder and the build's CA bundle (scripts/compose_up.sh assembles it).
+COMPOSE := DOCKER_STATE_DIR=$(STATE)/docker-state DOCKER_EXTRA_CA_BUNDLE=$(STATE)/docker/extra-ca.pem docker compose
 
 EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
@@ -34,53 +38,54 @@ setup: ## install everything the stack needs (apt, virtualenvs, jars); idempoten
 
 up: ## start the whole pipeline and provision its resources; idempotent (Docker Compose if an engine answers; STACK=native|docker)
 	@$(STACK_MODE); \
-	if [ "$$mode" = docker ]; then scripts/compose_up.sh; else $(MAKE) --no-print-directory up-native; fi \
+	if [ "$$mode" = docker ]; then STATE_DIR=$(STATE) scripts/compose_up.sh; else $(MAKE) --no-print-directory up-native; fi \
 	  && mkdir -p $(STATE) && echo "$$mode" > $(STATE)/stack_mode
 
 up-native: setup
 	@$(PY) -m services.runner up
 	@$(PY) -m services.provision
 
-down: ## stop everything the stack started (data is kept)
-	@$(STACK_MODE); \
-	if [ "$$mode" = docker ]; then docker compose down; else $(PY) -m services.runner down; fi \
-	  && rm -f $(STATE)/stack_mode
+down: ## stop everything the stack started, in either mode (data is kept)
+	@STATE_DIR=$(STATE) scripts/stack_down.sh
 
 status: ## what runs, where, and whether it answers
 	@$(STACK_MODE); \
-	if [ "$$mode" = docker ]; then docker compose ps --all; else $(PY) -m services.runner status; fi
+	if [ "$$mode" = docker ]; then $(COMPOSE) ps --all && $(RUN) -m services.runner status; \
+	else $(PY) -m services.runner status; fi
 
-clean: ## stop the stack and delete its data and logs (keeps virtualenvs and downloaded jars)
-	@$(STACK_MODE); \
-	if [ "$$mode" = docker ]; then docker compose down --volumes; else $(PY) -m services.runner clean; fi \
-	  && rm -f $(STATE)/stack_mode
+clean: ## stop the stack and delete its data and logs, in either mode (keeps virtualenvs and downloaded jars)
+	@STATE_DIR=$(STATE) scripts/stack_down.sh --volumes
 
 distclean: clean ## also delete virtualenvs and downloaded jars
 	rm -rf $(STATE)
 
 seed: ## fill the MySQL source (ROWS=11154 SEED=42); replaces existing data
-	@$(PY) -m services.mysql.seed --rows $(ROWS) --seed $(SEED)
+	@$(RUN) -m services.mysql.seed --rows $(ROWS) --seed $(SEED)
 
 emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=auto|gateway|proxy)
-	@$(PY) -m emulator $(EMULATE_ARGS)
+	@$(RUN) -m emulator $(EMULATE_ARGS)
 
 provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run)
-	@$(PY) -m services.provision $(ARGS)
+	@$(RUN) -m services.provision $(ARGS)
 
 verify: ## audit: every Kafka offset is in S3 exactly once
-	@$(PY) -m services.audit
+	@$(RUN) -m services.audit
 
 batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)
-	@$(PY) -m spark_jobs.batch $(ARGS)
+	@$(RUN) -m spark_jobs.batch $(ARGS)
 
 stream: ## start the streaming job (Kinesis -> Delta tables) under the runner; make stream-stop stops it
-	@$(PY) -m services.runner up --only stream
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then $(COMPOSE) --profile stream up -d --wait stream; \
+	else $(PY) -m services.runner up --only stream; fi
 
 stream-stop: ## stop the streaming job cleanly (the next start continues exactly-once)
-	@$(VENV)/bin/supervisorctl -c $(STATE)/run/supervisord.conf stop stream
+	@$(STACK_MODE); \
+	if [ "$$mode" = docker ]; then $(COMPOSE) --profile stream stop stream; \
+	else $(VENV)/bin/supervisorctl -c $(STATE)/run/supervisord.conf stop stream; fi
 
 dag-test: ## run today's DAG once (airflow dags test) against the running stack
-	@$(PY) -m services.airflow dag-test
+	@$(RUN) -m services.airflow dag-test
 
 test: setup ## unit tests, then the stack and the integration tests
 	@$(MAKE) --no-print-directory test-unit

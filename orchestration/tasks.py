@@ -95,7 +95,7 @@ def wait_for_new_objects(prev_start_date_success: datetime | None = None) -> boo
 def spark_submit_path(settings: Settings) -> Path:
     if settings.spark_submit:
         return Path(settings.spark_submit)
-    return settings.state_dir / "venv" / "bin" / "spark-submit"
+    return settings.tools_dir / "venv" / "bin" / "spark-submit"
 
 
 def spark_python(settings: Settings) -> Path:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     pipeline_target: Literal["local", "aws"] = "local"
     pipeline_user_id: str = "0a1b2c3d4e5f"
     state_dir: Path = REPO_ROOT / ".state"
+    # Where `make setup` put the virtualenvs and jars; empty: the state folder. The Docker image installs them apart
+    # from its state volume (INSTALL_DIR=/opt/pipeline), and the host's tests of a Docker stack use the host's.
+    install_dir: Path | None = None
     bind_host: str = LOCAL_HOST
 
     # MySQL source (MariaDB natively, RDS on AWS)
@@ -102,6 +105,12 @@ class Settings(BaseSettings):
     databricks_cluster_id: str | None = None
     databricks_notebook_path: str | None = None
     spark_ui_port: int = Field(4040, ge=1, le=65535)
+    # The Spark cluster: empty runs jobs in local[*] (native mode's default); Docker mode sets the standalone master
+    # spark://127.0.0.1:<spark_master_port> that its spark-master and spark-worker containers run.
+    spark_master: str | None = None
+    spark_master_port: int = Field(7077, ge=1, le=65535)
+    spark_master_ui_port: int = Field(8081, ge=1, le=65535)
+    spark_worker_ui_port: int = Field(8091, ge=1, le=65535)
 
     @field_validator("pipeline_user_id")
     @classmethod
@@ -217,6 +226,11 @@ class Settings(BaseSettings):
         return None
 
     # --- state folder layout -----------------------------------------------------------------------------------
+    @property
+    def tools_dir(self) -> Path:
+        """The virtualenvs (venv, venvs/<name>) and downloaded jars (jars/<name>)."""
+        return self.install_dir or self.state_dir
+
     @property
     def data_dir(self) -> Path:
         return self.state_dir / "data"

@@ -11,6 +11,7 @@ from services.mysql import service as mysql
 from services.rest_proxy import service as rest_proxy
 from services.runner import Service
 from services.s3 import service as s3
+from services.spark import service as spark
 from services.stream import service as stream
 
 
@@ -23,5 +24,6 @@ def all_services(settings: Settings) -> list[Service]:
         rest_proxy.service(settings),
         connect.service(settings),
         *airflow.services(settings),
+        *spark.services(settings),
         stream.service(settings),
     ]

@@ -9,6 +9,8 @@ lists them in start order.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -157,9 +159,21 @@ def start_supervisor(settings: Settings, conf: Path) -> None:
 
 
 def process_states(settings: Settings) -> dict[str, dict]:
+    if os.environ.get("PIPELINE_STACK") == "docker":
+        return _container_states(settings)
     if not supervisor_running(settings):
         return {}
     return {info["name"]: info for info in _rpc(settings).supervisor.getAllProcessInfo()}
+
+
+def _container_states(settings: Settings) -> dict[str, dict]:
+    """Docker mode (inside a container of the stack): each service's container keeps its ready marker fresh while
+    it runs and passes its probe (`run_foreground`); a marker more than a few probes old means it is gone."""
+    states = {}
+    for marker in settings.run_dir.glob("*.ready"):
+        fresh = time.time() - marker.stat().st_mtime < 4 * HEALTH_INTERVAL
+        states[marker.stem] = {"name": marker.stem, "statename": "RUNNING" if fresh else "STOPPED", "pid": None}
+    return states
 
 
 # --- checks --------------------------------------------------------------------------------------------------
@@ -336,7 +350,12 @@ def status(settings: Settings, services: list[Service]) -> int:
             unhealthy += 1
         pid = f"pid {info['pid']}" if info.get("pid") else ""
         print(f"{service.name:<{width}} {state:<9} {health:<10} {pid:<10} {service.where}")
-        print(f"{'':<{width}} log: {log_file(settings, service.name)}")
+        where_log = (
+            f"docker compose logs {service.name}"
+            if os.environ.get("PIPELINE_STACK") == "docker"
+            else log_file(settings, service.name)
+        )
+        print(f"{'':<{width}} log: {where_log}")
     return 1 if unhealthy else 0
 
 
@@ -349,15 +368,94 @@ def clean(settings: Settings, services: list[Service]) -> None:
     settings.invoke_url_file.unlink(missing_ok=True)
 
 
+# --- one service in the foreground (Docker mode: one container per service) ------------------------------------
+HEALTH_INTERVAL = 5.0
+
+
+def _ready_marker(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.ready"
+
+
+def run_foreground(settings: Settings, service: Service) -> int:
+    """`run NAME`: the container's main process. Runs the service exactly as supervisord does natively (prepare, the
+    same command and environment, readiness, after_ready), with its output on stdout for `docker logs`; forwards
+    SIGTERM/SIGINT to the service as its stop signal and exits with the service's exit code.
+
+    While the service runs, this process repeats the readiness probe (a real request) every HEALTH_INTERVAL seconds
+    and keeps `<run_dir>/<name>.ready` fresh while it passes: the container's healthcheck only looks at that file's
+    age, so health costs no new interpreter per check."""
+    import signal
+
+    for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    marker = _ready_marker(settings, service.name)
+    marker.unlink(missing_ok=True)
+    if service.prepare:
+        service.prepare(settings)
+    print(f"starting {service.name}: {' '.join(service.command)}", flush=True)
+    child = subprocess.Popen(
+        service.command,
+        cwd=service.directory or settings.state_dir,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **service.env},
+        start_new_session=True,
+    )
+    (settings.run_dir / f"{service.name}.pid").write_text(str(child.pid))
+    stop_signal = getattr(signal, f"SIG{service.stop_signal}")
+    stopping = False
+
+    def forward(_signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        marker.unlink(missing_ok=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, stop_signal)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    started = time.monotonic()
+    ready_once = False
+    next_probe = started
+    while child.poll() is None:
+        if not stopping and time.monotonic() >= next_probe:
+            try:
+                service.ready(settings)
+                if not ready_once:
+                    ready_once = True
+                    if service.after_ready:
+                        service.after_ready(settings)
+                    print(f"{service.name} ready ({time.monotonic() - started:.1f} s)  {service.where}", flush=True)
+                marker.write_text(str(child.pid))
+            except Exception as error:  # not ready (yet, or any more)
+                if ready_once and marker.exists():
+                    print(f"{service.name} NOT READY: {error}", flush=True)
+                marker.unlink(missing_ok=True)
+                if not ready_once and time.monotonic() - started > service.ready_timeout:
+                    print(f"{service.name} not ready at {service.where} after {service.ready_timeout:.0f} s ({error})")
+                    forward(None, None)
+            next_probe = time.monotonic() + (HEALTH_INTERVAL if ready_once else 0.5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    marker.unlink(missing_ok=True)
+    code = child.returncode
+    print(f"{service.name} exited with code {code}", flush=True)
+    return 128 - code if code < 0 else code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.runner", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "clean"])
+    parser.add_argument("command", choices=["up", "down", "status", "clean", "run"])
+    parser.add_argument("name", nargs="?", help="run: the one service to run in the foreground (a container's command)")
     parser.add_argument("--only", nargs="*", help="service names to act on (default: all)")
     args = parser.parse_args(argv)
     settings = get_settings()
     from services.registry import all_services
 
     configured = services = all_services(settings)
+    if args.command == "run":
+        by_name = {s.name: s for s in services}
+        if args.name not in by_name:
+            raise SystemExit(f"run needs one service name of: {', '.join(by_name)}")
+        return run_foreground(settings, by_name[args.name])
     if args.only:
         unknown = set(args.only) - {s.name for s in services}
         if unknown:

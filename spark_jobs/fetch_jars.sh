@@ -24,9 +24,10 @@ command -v mvn >/dev/null || { echo "[spark-jars] mvn not found: apt-get install
 echo "[spark-jars] fetching hadoop-aws $hadoop_version + AWS SDK bundle, delta-spark_${spark_binary}_2.13 $DELTA_JVM_VERSION (~650 MB on first run, cached in ~/.m2)"
 start=$(date +%s)
 rm -rf "$out"; mkdir -p "$out"
+out=$(cd "$out" && pwd)  # absolute, whether STATE_DIR is relative (.state) or not (the image's /opt/pipeline)
 mvn -B -q -f spark_jobs/pom.xml dependency:copy-dependencies \
   -Dhadoop.version="$hadoop_version" -Dspark.binary.version="$spark_binary" -Ddelta.version="$DELTA_JVM_VERSION" \
-  -DincludeScope=runtime -DoutputDirectory="$PWD/$out"
+  -DincludeScope=runtime -DoutputDirectory="$out"
 shipped=$(ls "$pyspark_jars" | sed -E 's/-[0-9][^-]*(-[A-Za-z0-9.]+)?\.jar$//' | sort -u)
 for jar in "$out"/*.jar; do
   artifact=$(basename "$jar" | sed -E 's/-[0-9][^-]*(-[A-Za-z0-9.]+)?\.jar$//')

@@ -26,7 +26,7 @@ FETCH_HINT = "run spark_jobs/fetch_jars.sh (scripts/setup.sh does it) to fetch h
 
 
 def jar_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jars" / "spark"
+    return settings.tools_dir / "jars" / "spark"
 
 
 def jar_paths(settings: Settings) -> list[str]:
@@ -99,8 +99,9 @@ def base_conf(settings: Settings, master: str | None, with_jars: bool = True) ->
         "spark.master": master or "",
         "spark.ui.port": str(settings.spark_ui_port),
         "spark.driver.host": "127.0.0.1" if local else "",
-        # One machine: 200 shuffle partitions per stage would be mostly scheduling overhead. Clusters keep theirs.
-        "spark.sql.shuffle.partitions": LOCAL_SHUFFLE_PARTITIONS if local else "",
+        # One machine (local[*], spark-submit's default, or Docker mode's one-worker cluster): 200 shuffle partitions
+        # per stage would be mostly scheduling overhead. Clusters on AWS keep theirs.
+        "spark.sql.shuffle.partitions": LOCAL_SHUFFLE_PARTITIONS if settings.pipeline_target == "local" else "",
         # Python workers without pyspark's zips on their path: 0.2-0.6 s less per task (spark_jobs/pyworker.py).
         "spark.python.daemon.module": "spark_jobs.pyworker" if local else "",
         "spark.executorEnv.PYTHONPATH": str(REPO_ROOT) if local else "",
@@ -129,12 +130,12 @@ def build_spark(
     extra_conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """A SparkSession for `app_name`. Master: the argument, else spark-submit's `--master` when launched by
-    spark-submit, else `SPARK_MASTER`, else local[*]."""
+    spark-submit, else settings' `SPARK_MASTER`, else local[*]."""
     settings = settings or get_settings()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # the JVM exists, configured by spark-submit
     if master is None and not launched_by_spark_submit:
-        master = os.environ.get("SPARK_MASTER") or DEFAULT_MASTER
+        master = settings.spark_master or DEFAULT_MASTER
     if settings.pipeline_target == "local":
         reclaim_local_dirs(settings)
     builder = SparkSession.builder.appName(app_name)
@@ -150,9 +151,11 @@ def require_jars(settings: Settings, paths: list[str]) -> None:
 
 
 def submit_args(settings: Settings) -> list[str]:
-    """`spark-submit` arguments that put the fetched jars on the driver's class path from the start."""
+    """`spark-submit` arguments: the cluster's master when settings name one, and the fetched jars on the driver's
+    class path from the start."""
     jars = jar_paths(settings)
-    return ["--jars", ",".join(jars)] if jars else []
+    master = ["--master", settings.spark_master] if settings.spark_master else []
+    return master + (["--jars", ",".join(jars)] if jars else [])
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def home(settings: Settings) -> Path:
 
 
 def venv_bin(settings: Settings) -> Path:
-    return settings.state_dir / "venvs" / "airflow" / "bin"
+    return settings.tools_dir / "venvs" / "airflow" / "bin"
 
 
 def api_url(settings: Settings) -> str:
@@ -112,7 +112,7 @@ def migrate_db(settings: Settings) -> None:
     if not airflow.exists():
         raise SystemExit(f"Airflow is not installed ({airflow} missing): run `bash {SETUP_SCRIPT}` (or make setup)")
     home(settings).mkdir(parents=True, exist_ok=True)
-    install_stamp = settings.state_dir / "venvs" / "airflow" / ".installed"
+    install_stamp = settings.tools_dir / "venvs" / "airflow" / ".installed"
     installed = str(install_stamp.stat().st_mtime_ns if install_stamp.exists() else 0)
     stamp = _migrated_stamp(settings)
     if stamp.exists() and stamp.read_text() == installed and (home(settings) / "airflow.db").exists():

@@ -21,7 +21,7 @@ HEAP = ["-Xms256m", "-Xmx768m"]
 
 
 def plugins_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jars" / "connect-plugins"
+    return settings.tools_dir / "jars" / "connect-plugins"
 
 
 def config_path(settings: Settings) -> Path:

@@ -21,7 +21,7 @@ HEAP = ["-Xms256m", "-Xmx512m"]
 
 
 def jars_dir(settings: Settings) -> Path:
-    return settings.state_dir / "jars" / "kafka"
+    return settings.tools_dir / "jars" / "kafka"
 
 
 def data_dir(settings: Settings) -> Path:

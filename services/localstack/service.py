@@ -44,7 +44,7 @@ def kinesis_state_dir(settings: Settings) -> Path:
 
 
 def venv_dir(settings: Settings) -> Path:
-    return settings.state_dir / "venvs" / "localstack"
+    return settings.tools_dir / "venvs" / "localstack"
 
 
 def venv_python(settings: Settings) -> Path:

@@ -42,7 +42,7 @@ def quarantine_dir(settings: Settings) -> Path:
 
 def jar_path(settings: Settings) -> Path:
     """The S3Proxy jar that services/s3/fetch.sh placed (exactly one version is kept)."""
-    folder = settings.state_dir / "jars" / "s3proxy"
+    folder = settings.tools_dir / "jars" / "s3proxy"
     found = sorted(folder.glob("s3proxy-*-jar-with-dependencies.jar"))
     return found[-1] if found else folder / "s3proxy-jar-with-dependencies.jar"
 

@@ -61,9 +61,9 @@ def problems_in(path: Path, text: str, markdown_names: set[str]) -> list[str]:
         for match in MARKDOWN.finditer(line):
             named = match.group(1)
             candidates = (REPO / named, path.parent / named)
-            if not any(c.resolve().is_relative_to(REPO) and c.exists() for c in candidates):
-                if Path(named).name not in markdown_names:
-                    found.append(f"{where}:{number}: {named!r} is not in the repository")
+            in_repo = any(c.resolve().is_relative_to(REPO) and c.exists() for c in candidates)
+            if not in_repo and Path(named).name not in markdown_names:
+                found.append(f"{where}:{number}: {named!r} is not in the repository")
     return found
 
 

@@ -6,6 +6,7 @@ A fake `docker` executable on PATH plays an engine that answers or not; nothing 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,10 +33,16 @@ def run(tmp_path: Path, engine: bool | None, stack: str | None = None, recorded:
     state.mkdir(exist_ok=True)
     if recorded:
         (state / "stack_mode").write_text(recorded + "\n")
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE_DIR": str(state)}
+    # Only the tools the script uses, so a real docker on this machine's PATH cannot answer for the fake one.
+    tools = tmp_path / "tools"
+    tools.mkdir(exist_ok=True)
+    for tool in ("dirname", "timeout", "grep", "cat"):
+        if not (tools / tool).exists():
+            (tools / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": f"{bin_dir}:{tools}", "STATE_DIR": str(state)}
     if stack is not None:
         env["STACK"] = stack
-    return subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run([shutil.which("bash"), str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
 
 
 @pytest.mark.parametrize(
@@ -57,11 +64,11 @@ def test_mode(tmp_path, engine, stack, recorded, expected):
     assert result.stdout.strip() == expected
 
 
-def test_forcing_docker_without_an_engine_is_an_error(tmp_path):
+def test_forcing_docker_without_an_engine_says_make_up_sets_one_up(tmp_path):
     result = run(tmp_path, engine=False, stack="docker")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert "no Docker engine" in result.stderr
+    assert result.returncode == 0
+    assert result.stdout.strip() == "docker"
+    assert "no Docker engine" in result.stderr and "make up" in result.stderr
 
 
 def test_an_unknown_stack_is_an_error(tmp_path):
