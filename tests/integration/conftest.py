@@ -1,5 +1,6 @@
-"""Integration fixtures: they attach to the running native stack (`make up`) and fail with a clear message when a
-service the test needs is not ready. Tests never start or stop the stack themselves."""
+"""Integration fixtures: they attach to the running stack (`make up`, native or Docker mode: stack.py) and fail with
+a clear message when a service the test needs is not ready. Tests never start or stop the stack as a whole; the fault
+tests stop, kill and start single services through `stack_control`, the same way in both modes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from stack import Stack, StackError, current_stack, stack_settings
+from stack import stack_mode as detect_stack_mode
 
 from pipeline.settings import REPO_ROOT, Settings, load_settings
 
@@ -16,31 +19,54 @@ TEST_DATABASE = "pinterest_data_test"
 TEST_USER_PREFIX = "7e57c0de"  # every user id the tests own starts with it
 
 
+def pytest_configure(config):
+    """In Docker mode every `load_settings()` of the tests and of the commands they run must see the containers'
+    state folder (invoke URL, API key, Airflow password, data) and the host's tools (venvs, jars): set both in the
+    environment once, before any test reads settings."""
+    if detect_stack_mode() == "docker":
+        docker_settings = stack_settings("docker")
+        os.environ["STATE_DIR"] = str(docker_settings.state_dir)
+        os.environ["INSTALL_DIR"] = str(docker_settings.tools_dir)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    """Settings of the running stack, with a test user id and database so tests never touch a user's data."""
-    return load_settings(pipeline_user_id=TEST_USER_ID, mysql_database=TEST_DATABASE)
+def stack_mode() -> str:
+    """`native` or `docker`: how the stack runs (scripts/stack_mode.sh, which honours STACK)."""
+    return detect_stack_mode()
 
 
 @pytest.fixture(scope="session")
-def stack(settings):
-    """The running stack's services, by name; fails early, naming what to run, if one is not ready."""
-    from services.registry import all_services
-    from services.runner import process_states
+def settings(stack_mode) -> Settings:
+    """Settings of the running stack, with a test user id and database so tests never touch a user's data. In Docker
+    mode its state folder is the containers' (`.state/docker-state`): invoke URL, API key, data, logs."""
+    return stack_settings(stack_mode, pipeline_user_id=TEST_USER_ID, mysql_database=TEST_DATABASE)
 
-    states = process_states(settings)
+
+@pytest.fixture(scope="session")
+def stack_control(settings, stack_mode) -> Stack:
+    """The running stack as a `Stack` (stack.py): states, start, stop, kill -9, logs of single services."""
+    return current_stack(settings, stack_mode)
+
+
+@pytest.fixture(scope="session")
+def stack(settings, stack_control):
+    """The running stack's services, by name; fails early, naming what to run, if one is not ready."""
+    try:
+        states = stack_control.states()
+    except StackError as error:
+        pytest.fail(f"cannot read the stack's state ({error}): run `make up` first")
     if not states:
         pytest.fail("the stack is not running: run `make up` first (make test does it for you)")
-    services = {s.name: s for s in all_services(settings)}
+    services = stack_control.services()
 
     def require(*names: str) -> None:
         for name in names:
-            if states.get(name, {}).get("statename") != "RUNNING":
+            if states.get(name) != "RUNNING":
                 pytest.fail(f"service {name} is not running: run `make up`, then `make status`")
             services[name].ready(settings)
 

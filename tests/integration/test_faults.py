@@ -1,20 +1,17 @@
 """Fault tests of the Kafka path (issue 3) on the running stack: a kill -9 of the broker during a load through the
 REST proxy, a kill -9 of the S3 store during a load, and a stop/start of Kafka, Connect and S3 after a load.
 
-These tests restart SHARED services (kafka, s3, connect): every test puts them back (running and ready) in a
-`finally`, whatever happened. Each test has its own user id, so its topics, bucket and connector are its own and
-the audit sees only its data; the connector is deleted at the end so it does not load the worker afterwards (the
-next run re-creates it; topics and objects are kept, and the audit keeps checking them on every rerun).
+These tests restart SHARED services (kafka, s3, connect) through `stack_control` (stack.py: supervisord natively,
+docker compose in Docker mode): every test puts them back (running and ready) in a `finally`, whatever happened.
+Each test has its own user id, so its topics, bucket and connector are its own and the audit sees only its data; the
+connector is deleted at the end so it does not load the worker afterwards (the next run re-creates it; topics and
+objects are kept, and the audit keeps checking them on every rerun).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,13 +22,13 @@ import boto3
 import httpx
 import pytest
 from confluent_kafka import Producer
+from stack import Stack, StackError
 
 from pipeline.settings import Settings, load_settings
 from services.audit.__main__ import audit_until_complete, kafka_offsets, render
 from services.audit.layout import parse_object_key, topic_prefix
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
-from services.runner import _conf_path, _supervisor_bin, process_states, wait_ready
 
 BROKER_KILL_USER_ID = "7e57c0defa01"
 STORE_KILL_USER_ID = "7e57c0defa02"
@@ -54,60 +51,37 @@ PIN_TEMPLATE = {
 
 
 # --- shared-stack helpers ------------------------------------------------------------------------------------
-def _services(settings: Settings) -> dict:
-    from services.registry import all_services
-
-    return {s.name: s for s in all_services(settings)}
-
-
-def supervisorctl(settings: Settings, *args: str) -> str:
-    done = subprocess.run(
-        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(settings)), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return (done.stdout + done.stderr).strip()
+def instance_of(stack: Stack, name: str) -> str | None:
+    """The id of the service's running instance (native: its pid); fails when the service is not running."""
+    state = stack.state(name)
+    assert state == "RUNNING", f"{name} is {state}"
+    return stack.instance(name)
 
 
-def state_of(settings: Settings, name: str) -> str:
-    return process_states(settings).get(name, {}).get("statename", "NOT CONFIGURED")
-
-
-def pid_of(settings: Settings, name: str) -> int:
-    info = process_states(settings).get(name, {})
-    assert info.get("statename") == "RUNNING", f"{name} is {info.get('statename')}"
-    return int(info["pid"])
-
-
-def ensure_ready(settings: Settings, *names: str) -> dict[str, float]:
-    """Start each named service that is not running (supervisord's own restart after a kill -9 is used when it
+def ensure_ready(stack: Stack, *names: str) -> dict[str, float]:
+    """Start each named service that is not running (the stack's own restart after a kill -9 is used when it
     happened) and wait until it is ready, in the order given; returns seconds waited per service."""
-    services = _services(settings)
     waited = {}
     for name in names:
         deadline = time.monotonic() + 30
-        while state_of(settings, name) in ("STARTING", "BACKOFF") and time.monotonic() < deadline:
-            time.sleep(0.3)  # supervisord is restarting it after an unexpected exit
-        if state_of(settings, name) != "RUNNING":
-            supervisorctl(settings, "start", name)
+        while stack.state(name) in ("STARTING", "BACKOFF") and time.monotonic() < deadline:
+            time.sleep(0.3)  # the stack is restarting it after an unexpected exit
+        if stack.state(name) != "RUNNING":
+            stack.start(name)
         try:
-            waited[name] = wait_ready(settings, services[name])
-        except SystemExit as error:  # wait_ready speaks to the command line; here it is a test failure
+            waited[name] = stack.wait_ready(name)
+        except StackError as error:
             pytest.fail(f"{name} did not come back: {error}")
     return waited
 
 
-def kill_9(settings: Settings, name: str) -> int:
-    """SIGKILL the service's process; returns once supervisord has seen it die (it may be restarting it)."""
-    pid = pid_of(settings, name)
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while (info := process_states(settings).get(name, {})).get("statename") == "RUNNING" and info.get("pid") == pid:
-        assert time.monotonic() < deadline, f"supervisord still reports {name} running as pid {pid}"
-        time.sleep(0.1)
-    return pid
+def kill_9(stack: Stack, name: str) -> str:
+    """SIGKILL the service; returns the killed instance's id once the stack has seen it die (supervisord may be
+    restarting it)."""
+    try:
+        return stack.kill(name)
+    except StackError as error:
+        pytest.fail(str(error))
 
 
 def provision(settings: Settings) -> None:
@@ -267,41 +241,41 @@ def wait_for_new_objects(settings: Settings, before: int, at_least: int, timeout
 
 # --- tests -------------------------------------------------------------------------------------------------
 @pytest.mark.timeout(420)
-def test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker(stack):
+def test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker(stack, stack_control):
     stack("kafka", "s3", "connect", "rest_proxy")
     settings = load_settings(pipeline_user_id=BROKER_KILL_USER_ID)
     provision(settings)
     run = uuid.uuid4().hex[:10]
     # 15,000 records in 300 requests at 10 requests/s (slower while requests wait for the broker); killed 6 s in.
     load = ProxyLoad(settings, run, total=15_000, batch=50, requests_per_s=10)
-    killed_pid = None
+    killed = None
     try:
         started = time.monotonic()
         thread = load.start()
         time.sleep(6)
         assert load.succeeded, "nothing was acknowledged before the kill: the load is not running"
         acknowledged_before_kill = len(load.succeeded)
-        killed_pid = kill_9(settings, "kafka")
+        killed = kill_9(stack_control, "kafka")
         killed_at = time.monotonic()
         # supervisord restarts it at once (autorestart=unexpected), and librdkafka would then deliver everything it
         # holds. Keep the broker down past the proxy's delivery timeout instead, so that some records must fail and
         # the test sees how the proxy reports them; then start it again, as an operator would.
-        supervisorctl(settings, "stop", "kafka")
+        stack_control.stop("kafka")
         outage_s = settings.rest_proxy_delivery_timeout_ms / 1000 + 5
         time.sleep(max(0.0, killed_at + outage_s - time.monotonic()))
-        back = ensure_ready(settings, "kafka")["kafka"]
+        back = ensure_ready(stack_control, "kafka")["kafka"]
         ready_after_kill = time.monotonic() - killed_at
         thread.join(timeout=180)
         assert not thread.is_alive(), "the load did not finish within 3 minutes"
         load_s = time.monotonic() - started
-        assert pid_of(settings, "kafka") != killed_pid
+        assert instance_of(stack_control, "kafka") != killed
         assert not load.unanswered, (
             f"{len(load.unanswered)} records got no answer: {next(iter(load.unanswered.values()))}"
         )
         assert len(load.succeeded) + len(load.failed) == load.total
         assert load.failed, "no record failed although the broker was down longer than the delivery timeout"
 
-        ensure_ready(settings, "connect")
+        ensure_ready(stack_control, "connect")
         audit_s = assert_audit_clean(settings, wait_s=180)
 
         found: dict[str, list[tuple[int, int]]] = {}
@@ -328,12 +302,12 @@ def test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker(stack)
         unknown = set(found) - set(load.succeeded) - set(load.failed)
         assert not unknown, f"S3 holds records this run never sent: {sorted(unknown)[:3]}"
     finally:
-        ensure_ready(settings, *KAFKA_PATH, "rest_proxy")
+        ensure_ready(stack_control, *KAFKA_PATH, "rest_proxy")
         delete_connector(settings)
 
 
 @pytest.mark.timeout(420)
-def test_audit_stays_clean_when_the_s3_store_is_killed_during_a_load(stack):
+def test_audit_stays_clean_when_the_s3_store_is_killed_during_a_load(stack, stack_control):
     stack("kafka", "s3", "connect")
     # Small objects, so that uploads are going on when the store is killed.
     settings = load_settings(pipeline_user_id=STORE_KILL_USER_ID, s3_sink_flush_size=500)
@@ -353,11 +327,11 @@ def test_audit_stays_clean_when_the_s3_store_is_killed_during_a_load(stack):
         started = time.monotonic()
         producer.start()
         wait_for_new_objects(settings, before, at_least=5)
-        killed_pid = kill_9(settings, "s3")
+        killed = kill_9(stack_control, "s3")
         killed_at = time.monotonic()
-        back = ensure_ready(settings, "s3")["s3"]
+        back = ensure_ready(stack_control, "s3")["s3"]
         ready_after_kill = time.monotonic() - killed_at
-        assert pid_of(settings, "s3") != killed_pid
+        assert instance_of(stack_control, "s3") != killed
         producer.join(timeout=120)
         assert not producer.is_alive(), "the producer did not finish within 2 minutes"
         assert not errors, f"produce failed: {errors[0]}"
@@ -368,12 +342,12 @@ def test_audit_stays_clean_when_the_s3_store_is_killed_during_a_load(stack):
             f" s after the kill ({audit_s:.1f} s of auditing); {len(listing(settings)) - before} new objects"
         )
     finally:
-        ensure_ready(settings, *KAFKA_PATH)
+        ensure_ready(stack_control, *KAFKA_PATH)
         delete_connector(settings)
 
 
 @pytest.mark.timeout(420)
-def test_objects_and_offsets_survive_a_stop_and_start_of_the_kafka_path(stack):
+def test_objects_and_offsets_survive_a_stop_and_start_of_the_kafka_path(stack, stack_control):
     stack("kafka", "s3", "connect")
     settings = load_settings(pipeline_user_id=RESTART_USER_ID, s3_sink_flush_size=500)  # many objects to compare
     provision(settings)
@@ -385,19 +359,17 @@ def test_objects_and_offsets_survive_a_stop_and_start_of_the_kafka_path(stack):
         offsets_before, _ = kafka_offsets(settings, settings.topics)
         assert objects_before, "the load wrote no objects"
 
-        others = {n for n, i in process_states(settings).items() if i["statename"] == "RUNNING"} - set(KAFKA_PATH)
+        others = {n for n, state in stack_control.states().items() if state == "RUNNING"} - set(KAFKA_PATH)
         started = time.monotonic()
-        # The runner's own partial stop (connect, kafka, s3, in that order, as `make down` stops them); the rest
-        # of the stack keeps running.
-        subprocess.run(
-            [sys.executable, "-m", "services.runner", "down", "--only", *KAFKA_PATH], check=True, timeout=180
-        )
+        # The stack's own partial stop (connect, kafka, s3, in that order, as `make down` stops them: natively the
+        # runner's `down --only`, in Docker mode `docker compose stop`); the rest of the stack keeps running.
+        stack_control.down(*KAFKA_PATH)
         for name in KAFKA_PATH:
-            assert state_of(settings, name) == "STOPPED", f"{name} is {state_of(settings, name)} after stop"
-        stopped_others = {n for n in others if state_of(settings, n) != "RUNNING"}
+            assert stack_control.state(name) == "STOPPED", f"{name} is {stack_control.state(name)} after stop"
+        stopped_others = {n for n in others if stack_control.state(n) != "RUNNING"}
         assert not stopped_others, f"down --only also stopped {sorted(stopped_others)}"
         stopped_s = time.monotonic() - started
-        waited = ensure_ready(settings, *KAFKA_PATH)
+        waited = ensure_ready(stack_control, *KAFKA_PATH)
         restarted_s = time.monotonic() - started
 
         offsets_after, _ = kafka_offsets(settings, settings.topics)
@@ -416,5 +388,5 @@ def test_objects_and_offsets_survive_a_stop_and_start_of_the_kafka_path(stack):
             f"every object unchanged"
         )
     finally:
-        ensure_ready(settings, *KAFKA_PATH, "rest_proxy")
+        ensure_ready(stack_control, *KAFKA_PATH, "rest_proxy")
         delete_connector(settings)

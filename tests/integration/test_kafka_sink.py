@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import socket
 import socketserver
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import boto3
 import httpx
@@ -155,17 +151,8 @@ def test_a_record_per_second_reaches_s3_within_10_seconds(sink):
     assert p95 <= 10.0
 
 
-def _connect_pid(settings: Settings) -> int:
-    from services.runner import process_states
-
-    info = process_states(settings).get("connect", {})
-    assert info.get("statename") == "RUNNING", f"connect is {info.get('statename')}"
-    return int(info["pid"])
-
-
-def test_audit_stays_clean_when_the_connect_worker_is_killed_during_a_load(sink):
+def test_audit_stays_clean_when_the_connect_worker_is_killed_during_a_load(sink, stack_control):
     from services.connect import service as connect
-    from services.runner import _conf_path, _supervisor_bin
 
     topic = sink.topic("user")
     s3 = S3Lines(sink, topic)
@@ -182,15 +169,12 @@ def test_audit_stays_clean_when_the_connect_worker_is_killed_during_a_load(sink)
         time.sleep(0.5)
         s3.refresh()
     assert len(s3.seen) >= before + 5, "the sink wrote nothing for 2 minutes"
-    os.kill(_connect_pid(sink), signal.SIGKILL)
+    assert stack_control.state("connect") == "RUNNING", f"connect is {stack_control.state('connect')}"
+    stack_control.kill("connect")
     killed_at = time.monotonic()
 
-    time.sleep(3)  # supervisord restarts an unexpected exit itself; start it if it gave up
-    subprocess.run(
-        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(sink)), "start", "connect"],
-        capture_output=True,
-        check=False,
-    )
+    time.sleep(3)  # supervisord restarts an unexpected exit itself; start it if it gave up (or Docker left it exited)
+    stack_control.start("connect")
     ready_deadline = time.monotonic() + 180
     while True:
         try:

@@ -1,23 +1,21 @@
 """LocalStack on the running stack: Kinesis, API Gateway, STS and IAM answer, and a stream with its records survives
-a restart of LocalStack through supervisord and a kill -9 of its process (kinesis-mock's persistence, made safe by
-services/localstack/launch.py). LocalStack forgets API definitions on a restart (open-source edition), so after
-each restart the stack's own resources are provisioned again, as `make up` does."""
+a restart of LocalStack through the stack (supervisord, or docker compose: stack.py) and a kill -9 of it
+(kinesis-mock's persistence, made safe by services/localstack/launch.py). LocalStack forgets API definitions on a
+restart (open-source edition), so after each restart the stack's own resources are provisioned again, as `make up`
+does."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import time
 import uuid
 
 import httpx
 import pytest
+from stack import stack_settings
 
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import Settings
 from services.localstack.service import SERVICES, endpoint_url, kinesis_client, kinesis_endpoint_url, ready
-from services.runner import _conf_path, _supervisor_bin, process_states
 
 STREAM = "streaming-7e57c0de0001-durability"
 
@@ -26,12 +24,6 @@ STREAM = "streaming-7e57c0de0001-durability"
 def localstack(stack, settings: Settings) -> Settings:
     stack("localstack")
     return settings
-
-
-def _supervisorctl(settings: Settings, *args: str) -> None:
-    subprocess.run(
-        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(settings)), *args], capture_output=True, check=False
-    )
 
 
 def _wait_ready(settings: Settings, timeout: float = 240) -> float:
@@ -47,12 +39,13 @@ def _wait_ready(settings: Settings, timeout: float = 240) -> float:
 
 
 def _reprovision_stack_resources() -> None:
-    """What `make up` does after starting LocalStack: the user's streams and API (idempotent)."""
+    """What `make up` does after starting LocalStack: the user's streams and API (idempotent), with the stack's
+    state folder (where the invoke URL is stored: `.state/docker-state` in Docker mode)."""
     try:
         from services.provision import aws
     except ImportError:
         return
-    user_settings = load_settings()
+    user_settings = stack_settings()
     aws.provision_streams(user_settings, dry_run=False)
     aws.provision_api(user_settings, dry_run=False)
 
@@ -113,30 +106,29 @@ def test_the_kinesis_endpoint_is_localstacks_own_kinesis_backend(localstack):
     assert through_localstack == direct == sent
 
 
-def test_stream_and_records_survive_a_restart_through_supervisord(localstack):
+def test_stream_and_records_survive_a_restart_through_supervisord(localstack, stack_control):
     _ensure_stream(localstack)
     run = uuid.uuid4().hex[:8]
     sent = _put(localstack, run, 40)  # restarted right away: the last records rely on the flush at stop
     stop_started = time.monotonic()
-    _supervisorctl(localstack, "stop", "localstack")
+    stack_control.stop("localstack")
     stop_s = time.monotonic() - stop_started
-    _supervisorctl(localstack, "start", "localstack")
+    stack_control.start("localstack")
     ready_s = _wait_ready(localstack)
     _reprovision_stack_resources()
     assert sent <= _read_all(localstack), "records put before the restart are missing"
     print(f"LocalStack stopped in {stop_s:.1f} s, ready {ready_s:.1f} s after start; {len(sent)} records kept")
 
 
-def test_stream_and_records_survive_a_kill_9_of_localstack(localstack):
+def test_stream_and_records_survive_a_kill_9_of_localstack(localstack, stack_control):
     _ensure_stream(localstack)
     run = uuid.uuid4().hex[:8]
     sent = _put(localstack, run, 20)
-    info = process_states(localstack)["localstack"]
-    os.kill(int(info["pid"]), signal.SIGKILL)
-    time.sleep(3)  # supervisord restarts an unexpected exit itself; start it if it gave up
-    _supervisorctl(localstack, "start", "localstack")
+    killed = stack_control.kill("localstack")
+    time.sleep(3)  # supervisord restarts an unexpected exit itself; start it if it gave up (or Docker left it exited)
+    stack_control.start("localstack")
     ready_s = _wait_ready(localstack)
-    assert int(process_states(localstack)["localstack"]["pid"]) != int(info["pid"])
+    assert stack_control.instance("localstack") != killed
     _reprovision_stack_resources()
     assert sent <= _read_all(localstack), "records put before the kill are missing"
     print(f"LocalStack killed with SIGKILL; ready {ready_s:.1f} s after the restart; {len(sent)} records kept")

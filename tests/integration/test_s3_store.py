@@ -9,17 +9,15 @@ import http.client
 import json
 import os
 import shutil
-import signal
-import subprocess
 import time
 import uuid
 from urllib.parse import quote, urlsplit
 
 import pytest
+from stack import Stack
 
 from pipeline.settings import Settings
 from services.provision.s3 import provision_bucket
-from services.runner import _conf_path, _supervisor_bin, process_states
 from services.s3.service import quarantine_dir, ready, s3_client, store_dir
 
 
@@ -120,10 +118,11 @@ def _start_slow_upload(settings: Settings, key: str) -> http.client.HTTPConnecti
     return connection
 
 
-def _store_pid(settings: Settings) -> int:
-    info = process_states(settings).get("s3", {})
-    assert info.get("statename") == "RUNNING", f"s3 is {info.get('statename')}"
-    return int(info["pid"])
+def _store_instance(stack: Stack) -> str | None:
+    """The id of the store's running instance (native: its pid); fails when it is not running."""
+    state = stack.state("s3")
+    assert state == "RUNNING", f"s3 is {state}"
+    return stack.instance("s3")
 
 
 def _wait_ready(settings: Settings, timeout: float = 120) -> float:
@@ -138,7 +137,7 @@ def _wait_ready(settings: Settings, timeout: float = 120) -> float:
             time.sleep(0.5)
 
 
-def test_objects_survive_a_kill_9_of_the_store(store):
+def test_objects_survive_a_kill_9_of_the_store(store, stack_control):
     run = uuid.uuid4().hex[:8]
     objects = put_objects(store, run)
     cut_key = sink_key(store, run, "pin", 0, 42)
@@ -148,17 +147,13 @@ def test_objects_survive_a_kill_9_of_the_store(store):
     while not list(partial.parent.glob(partial.name + "-*")):  # the store is writing the body to a temporary file
         assert time.monotonic() < deadline, "the store never started writing the slow upload"
         time.sleep(0.2)
-    pid = _store_pid(store)
-    os.kill(pid, signal.SIGKILL)
+    killed = _store_instance(stack_control)
+    stack_control.kill("s3")
     connection.close()
-    time.sleep(2)  # supervisord restarts an unexpected exit itself; start it if it gave up
-    subprocess.run(
-        [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(store)), "start", "s3"],
-        capture_output=True,
-        check=False,
-    )
+    time.sleep(2)  # supervisord restarts an unexpected exit itself; start it if it gave up (or Docker left it exited)
+    stack_control.start("s3")
     restart_s = _wait_ready(store)
-    assert _store_pid(store) != pid
+    assert _store_instance(stack_control) != killed
     keys = list_keys(store, f"it-{run}/")
     assert keys == sorted(objects), f"after the restart the store lists {set(keys) ^ set(objects)} differently"
     client = s3_client(store)

@@ -22,6 +22,7 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from stack import stack_settings
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
 from services.provision.aws import recreate_streams
@@ -171,7 +172,7 @@ def check_exactly_once(settings: Settings, warehouse: Path, truth: dict[str, dic
 def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings, kinesis, tmp_path):
     recreate_streams(stream_settings)
     put = put_direct(kinesis, stream_settings)
-    invoke_url = load_settings().resolved_invoke_url()
+    invoke_url = stack_settings().resolved_invoke_url()  # stored by the stack's provisioning, in its state folder
     if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis, from a source database of its own
         env = {**job_env(stream_settings), "API_INVOKE_URL": invoke_url, "MYSQL_DATABASE": STREAM_DATABASE}
         seeded = subprocess.run(
