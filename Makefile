@@ -16,6 +16,8 @@ BURST ?=
 TARGET ?= auto
 CONCURRENCY ?=
 PYTEST_ARGS ?=
+# The integration tests CI runs in Docker mode after the whole suite in native mode (README: Tests).
+DOCKER_TESTS ?= tests/integration
 # native | docker | auto (default: Docker Compose when a Docker engine answers, else native; see scripts/stack_mode.sh)
 STACK ?= auto
 STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) || exit 2
@@ -28,7 +30,7 @@ EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
 
 .PHONY: stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
-	test test-unit test-integration lint format bench
+	test test-unit test-integration test-docker lint format bench
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -96,8 +98,11 @@ test-unit: ## fast tests, no services (Python, then the S3 sink plugin's JUnit t
 	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
 	@mvn -B -q -f services/s3_sink/pom.xml test
 
-test-integration: ## tests against the running stack (make up first)
+test-integration: ## tests against the running stack, native or Docker mode (make up first)
 	@$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+
+test-docker: ## CI's Docker-mode run: the integration tests in DOCKER_TESTS against the compose stack (make up first)
+	@STACK=docker $(PY) -m pytest $(DOCKER_TESTS) -q -m integration $(PYTEST_ARGS)
 
 lint: ## ruff check and format check
 	@$(VENV)/bin/ruff check .

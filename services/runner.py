@@ -376,19 +376,46 @@ def _ready_marker(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.ready"
 
 
+RESTART_AFTER_SECONDS = 10.0  # a child that ran this long and then failed is restarted in place, as supervisord does
+
+
 def run_foreground(settings: Settings, service: Service) -> int:
-    """`run NAME`: the container's main process. Runs the service exactly as supervisord does natively (prepare, the
-    same command and environment, readiness, after_ready), with its output on stdout for `docker logs`; forwards
-    SIGTERM/SIGINT to the service as its stop signal and exits with the service's exit code.
+    """`run NAME`: the container's main process. Runs the service as supervisord does natively: prepare, the same
+    command and environment, readiness, after_ready, and a restart in place when the program exits unexpectedly
+    (autorestart=unexpected), so whatever the program left running in the container (kinesis-mock beside a killed
+    LocalStack launcher) is found by the next start exactly as natively. Output goes to stdout for `docker logs`;
+    SIGTERM/SIGINT are forwarded as the service's stop signal; a program that fails again within
+    RESTART_AFTER_SECONDS ends the container (exit code of the program), whose restart policy takes over.
 
     While the service runs, this process repeats the readiness probe (a real request) every HEALTH_INTERVAL seconds
     and keeps `<run_dir>/<name>.ready` fresh while it passes: the container's healthcheck only looks at that file's
-    age, so health costs no new interpreter per check."""
+    age, so health costs no new interpreter per check. `<run_dir>/<name>.pid` holds the program's pid."""
     import signal
 
     for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
     marker = _ready_marker(settings, service.name)
+    stop_signal = getattr(signal, f"SIG{service.stop_signal}")
+    state = {"stopping": False, "child": None}
+
+    def forward(_signum, _frame) -> None:
+        state["stopping"] = True
+        marker.unlink(missing_ok=True)
+        if state["child"] is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state["child"].pid, stop_signal)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        code, ran_for = _run_once(settings, service, marker, state, forward)
+        if state["stopping"] or code == 0 or ran_for < RESTART_AFTER_SECONDS:
+            return 128 - code if code < 0 else code
+        print(f"{service.name} exited unexpectedly after {ran_for:.0f} s; restarting it", flush=True)
+
+
+def _run_once(settings: Settings, service: Service, marker: Path, state: dict, forward) -> tuple[int, float]:
+    """One start of the program, watched until it exits: (its exit code, seconds it ran)."""
     marker.unlink(missing_ok=True)
     if service.prepare:
         service.prepare(settings)
@@ -399,24 +426,13 @@ def run_foreground(settings: Settings, service: Service) -> int:
         env={**os.environ, "PYTHONUNBUFFERED": "1", **service.env},
         start_new_session=True,
     )
+    state["child"] = child
     (settings.run_dir / f"{service.name}.pid").write_text(str(child.pid))
-    stop_signal = getattr(signal, f"SIG{service.stop_signal}")
-    stopping = False
-
-    def forward(_signum, _frame) -> None:
-        nonlocal stopping
-        stopping = True
-        marker.unlink(missing_ok=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, stop_signal)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
     started = time.monotonic()
     ready_once = False
     next_probe = started
     while child.poll() is None:
-        if not stopping and time.monotonic() >= next_probe:
+        if not state["stopping"] and time.monotonic() >= next_probe:
             try:
                 service.ready(settings)
                 if not ready_once:
@@ -436,9 +452,8 @@ def run_foreground(settings: Settings, service: Service) -> int:
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=0.5)
     marker.unlink(missing_ok=True)
-    code = child.returncode
-    print(f"{service.name} exited with code {code}", flush=True)
-    return 128 - code if code < 0 else code
+    print(f"{service.name} exited with code {child.returncode}", flush=True)
+    return child.returncode, time.monotonic() - started
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,18 +86,17 @@ def child_env(settings):
 
 
 @pytest.fixture(scope="session")
-def run_module(child_env):
-    """Run `python -m module args` in a subprocess; returns the CompletedProcess (text output)."""
+def run_module(child_env, settings, stack_control):
+    """Run `python -m module args` where the user's make targets run it (natively with the venv, in Docker mode in
+    a one-off container of the project image); returns the CompletedProcess (text output)."""
 
     def run(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300):
-        return subprocess.run(
-            [sys.executable, "-m", module, *args],
-            cwd=REPO_ROOT,
-            env={**child_env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        if stack_control.mode == "docker":
+            given = {"PIPELINE_USER_ID": settings.pipeline_user_id, "MYSQL_DATABASE": settings.mysql_database}
+            command, command_env = stack_control.python_command(module, *args, env={**given, **(env or {})})
+        else:
+            command, command_env = [sys.executable, "-m", module, *args], {**child_env, **(env or {})}
+        return subprocess.run(command, cwd=REPO_ROOT, env=command_env, capture_output=True, text=True, timeout=timeout)
 
     return run
 

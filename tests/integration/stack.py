@@ -14,8 +14,8 @@ reads them the same way. `instance(name)` is an opaque id of the running instanc
 (native: the pid; Docker: the container and its State.StartedAt).
 
 A kill -9 is a crash of the service's own process in both modes: supervisord restarts the program
-(autorestart=unexpected); in Docker the container's main process (services.runner `run`) exits with the service's
-137 and the restart policy (on-failure) starts it again. The tests still start a killed service that is not running
+(autorestart=unexpected); in Docker the container's main process (services.runner `run`) starts it again in place, as
+supervisord does (a program that keeps failing ends the container, whose restart policy takes over). The tests still start a killed service that is not running
 (as they did when supervisord gave up); `start` works on an exited container.
 
 In Docker mode the stack's state folder (invoke URL, API key, Airflow password, stream status, data, logs) is the
@@ -140,6 +140,11 @@ class Stack(ABC):
     @abstractmethod
     def _send_kill(self, name: str, instance: str) -> None:
         """SIGKILL the running instance."""
+
+    def python_command(self, module: str, *args: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """`python -m module args` as the user's make targets run it in this mode, with `env` added: the command
+        line and the environment to run it with."""
+        return [sys.executable, "-m", module, *args], {**os.environ, **env}
 
     @abstractmethod
     def logs(self, name: str, lines: int = 40) -> str:
@@ -326,6 +331,18 @@ class ComposeStack(Stack):
     def compose_command(self, *args: str) -> list[str]:
         return [*self.compose.docker_compose_command(), *args]
 
+    def python_command(self, module: str, *args: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """In a one-off container of the project image, as scripts/stack_run.sh runs `make seed`, `make emulate`,
+        ...: `env` is passed in with -e; a host folder it names (a test's own state folder) is mounted at the same
+        path, so the command and the test see the same files."""
+        self._prepare()
+        options = ["--rm", "--no-deps", "-T"]
+        for key, value in env.items():
+            options += ["-e", f"{key}={value}"]
+            if value.startswith("/") and Path(value).is_dir() and not Path(value).is_relative_to(REPO_ROOT):
+                options += ["-v", f"{value}:{value}"]
+        return self.compose_command("run", *options, "cli", "python", "-m", module, *args), self.env
+
     def _call(self, *args: str, timeout: float = 300) -> tuple[int, str]:
         """Run `docker compose <args>` from the repository root with the stack's environment: (exit code, output)."""
         self._prepare()
@@ -381,7 +398,11 @@ class ComposeStack(Stack):
         running, _, started_at = done.stdout.strip().partition(" ")
         if done.returncode != 0 or running != "true":
             return None
-        return f"{container.ID[:12]}@{started_at}"
+        # The runner restarts a crashed program inside its container (as supervisord does natively) and records the
+        # program's pid in the bind-mounted state folder: a new pid is a new instance in the same container.
+        pid_file = self.settings.state_dir / "run" / f"{name}.pid"
+        pid = pid_file.read_text().strip() if pid_file.exists() else "?"
+        return f"{container.ID[:12]}@{started_at}/{pid}"
 
     def start(self, name: str) -> str:
         # `start` starts the existing container, also when it stayed exited (a SIGKILL through docker turns the
@@ -403,8 +424,8 @@ class ComposeStack(Stack):
 
     def _send_kill(self, name: str, instance: str) -> None:
         # SIGKILL to the service's own process inside its container (its pid is in <run_dir>/<name>.pid, written by
-        # services.runner's `run`), as a crash would: the container then exits with 137 and its restart policy
-        # brings it back, as supervisord does natively. (`docker kill` would mark the container stopped by hand.)
+        # services.runner's `run`), as a crash would: the runner starts it again in place, as supervisord does
+        # natively. (`docker kill` would kill the whole container and mark it stopped by hand.)
         pid_file = f"/app/.state/run/{name}.pid"
         self._run("exec", "-T", name, "sh", "-c", f'kill -9 "$(cat {pid_file})"')
 
