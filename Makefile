@@ -115,5 +115,7 @@ lint: ## ruff check and format check
 format: ## ruff format
 	@$(VENV)/bin/ruff format .
 
-bench: ## benchmarks (results appended to docs/BENCHMARKS.md)
+bench: ## benchmarks (results appended to docs/BENCHMARKS.md); native mode only
+	@$(STACK_MODE); if [ "$$mode" = docker ]; then \
+	  echo "make bench measures the native stack (docs/BENCHMARKS.md): make down, then STACK=native make up bench"; exit 2; fi
 	@for script in scripts/bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

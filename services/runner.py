@@ -196,7 +196,8 @@ def check_ports_free(settings: Settings, services: list[Service], states: dict[s
             if port_in_use(settings.bind_host, port):
                 problems.append(
                     f"port {port} ({service.name}) on {settings.bind_host} is already taken by another process. "
-                    f"Stop it (find it with: ss -ltnp 'sport = :{port}') or change the port in .env."
+                    f"Stop it (find it with: ss -ltnp 'sport = :{port}'; if it is the Docker-mode stack, `make down` "
+                    "stops it) or change the port in .env."
                 )
     if problems:
         raise SystemExit("Cannot start the stack:\n  " + "\n  ".join(problems))
