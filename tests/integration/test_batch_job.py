@@ -28,10 +28,15 @@ POSTS = 150
 
 
 def _lines_in_bucket(client, bucket: str, prefix: str) -> int:
+    """Lines in the objects under `prefix`. An object listed while the sink was still writing it can be gone by the
+    time it is read (the store lists its temporary file): it is skipped here and counted by the next poll."""
     total = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            total += client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().count(b"\n")
+            try:
+                total += client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().count(b"\n")
+            except client.exceptions.NoSuchKey:
+                continue
     return total
 
 
