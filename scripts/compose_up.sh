@@ -61,7 +61,7 @@ if docker image inspect pinterest-pipeline:local >/dev/null 2>&1; then
   log "bringing the project image up to date (unchanged layers are reused)"
   build=(docker compose build --quiet cli)
 else
-  log "building the project image (first run: about 15 minutes; later runs reuse every unchanged layer)"
+  log "building the project image (first run: about 6 minutes on 2 cores; later runs reuse every unchanged layer)"
   build=(docker compose build --progress plain cli)
 fi
 if ! "${build[@]}"; then
