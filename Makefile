@@ -27,8 +27,8 @@ STACK ?= auto
 STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) || exit 2
 # A project command in the current mode: the venv natively, a one-off container of the project image in Docker mode.
 RUN := STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_run.sh
-# Docker Compose with the stack's state folder and the build's CA bundle (scripts/compose_up.sh assembles it).
-COMPOSE := DOCKER_STATE_DIR=$(STATE)/docker-state DOCKER_EXTRA_CA_BUNDLE=$(STATE)/docker/extra-ca.pem docker compose
+# Docker Compose with the stack's state folder and the build's CA bundle.
+COMPOSE := STATE_DIR=$(STATE) scripts/compose.sh
 
 EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))

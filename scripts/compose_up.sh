@@ -28,7 +28,8 @@ done
 # Only a changed bundle may invalidate the build cache.
 if cmp -s "$bundle.new" "$bundle"; then rm "$bundle.new"; else mv "$bundle.new" "$bundle"; fi
 [ -s "$bundle" ] && log "extra CA certificates for the build: $(grep -c 'BEGIN CERTIFICATE' "$bundle") from $extra_ca"
-export DOCKER_EXTRA_CA_BUNDLE="$bundle" DOCKER_STATE_DIR="$STATE/docker-state"
+export STATE_DIR="$STATE"
+compose() { scripts/compose.sh "$@"; }  # docker compose with the stack's state folder and this bundle
 
 # The other mode's stack, or any other process, on our ports: say which and how to fix it.
 pidfile="$STATE/run/supervisord.pid"
@@ -36,7 +37,7 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   log "the native stack is running and holds the stack's ports: stop it with \`make down STACK=native\`, then run this again"
   exit 1
 fi
-running=$(docker compose ps --services --status running 2>/dev/null || true)
+running=$(compose ps --services --status running 2>/dev/null || true)
 if [ -z "$running" ]; then
   busy=()
   ports="3306 9000 4566 4567 9092 9093 8082 8083 8080"
@@ -59,22 +60,22 @@ started=$(date +%s)
 # changed layers run).
 if docker image inspect pinterest-pipeline:local >/dev/null 2>&1; then
   log "bringing the project image up to date (unchanged layers are reused)"
-  build=(docker compose build --quiet cli)
+  build=(compose build --quiet cli)
 else
   log "building the project image (first run: about 6 minutes on 2 cores; later runs reuse every unchanged layer)"
-  build=(docker compose build --progress plain cli)
+  build=(compose build --progress plain cli)
 fi
 if ! "${build[@]}"; then
   log "the image build failed (output above); fix the cause and run make up again: finished layers are kept"
   exit 1
 fi
 log "image built in $(( $(date +%s) - started )) s; starting the services"
-docker compose up -d --remove-orphans
+compose up -d --remove-orphans
 
 deadline=$(( $(date +%s) + timeout_s ))
 last=""
 # The services `up` starts; on-demand ones (the stream profile, the tools) are not waited for.
-started_services=" $(docker compose config --services | tr '\n' ' ') "
+started_services=" $(compose config --services | tr '\n' ' ') "
 while :; do
   waiting=()
   failed=()
@@ -85,7 +86,7 @@ while :; do
     elif [ "$health" != healthy ]; then
       waiting+=("$service")
     fi
-  done < <(docker compose ps --all --format '{{.Service}} {{.State}} {{.Health}}')
+  done < <(compose ps --all --format '{{.Service}} {{.State}} {{.Health}}')
   if [ ${#failed[@]} -gt 0 ]; then
     log "failed: ${failed[*]}; see \`docker compose logs <service>\`"
     exit 1
@@ -102,6 +103,6 @@ while :; do
   sleep 2
 done
 log "every service is healthy ($(( $(date +%s) - started )) s); provisioning"
-docker compose run --rm provision
-docker compose run --rm cli python -m services.runner status
+compose run --rm provision
+compose run --rm cli python -m services.runner status
 log "stack is up (Docker mode); logs: \`docker compose logs <service>\`, state in $STATE/docker-state"

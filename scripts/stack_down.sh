@@ -18,16 +18,15 @@ if [ -x "$STATE/venv/bin/python" ]; then
   fi
 fi
 if command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
-  export DOCKER_STATE_DIR="$STATE/docker-state" DOCKER_EXTRA_CA_BUNDLE="$STATE/docker/extra-ca.pem"
-  [ -f "$DOCKER_EXTRA_CA_BUNDLE" ] || { mkdir -p "$STATE/docker"; : >"$DOCKER_EXTRA_CA_BUNDLE"; }
-  if [ -n "$(docker compose ps --all -q 2>/dev/null)" ]; then
-    echo "stopping the Docker stack (data is kept in $DOCKER_STATE_DIR) ..."
-    docker compose --profile '*' down
+  export STATE_DIR="$STATE"
+  if [ -n "$(scripts/compose.sh ps --all -q 2>/dev/null)" ]; then
+    echo "stopping the Docker stack (data is kept in $STATE/docker-state) ..."
+    scripts/compose.sh --profile '*' down
     stopped=1
   fi
-  if [ -n "$clean" ] && [ -d "$DOCKER_STATE_DIR" ]; then
-    rm -rf "$DOCKER_STATE_DIR"
-    echo "removed $DOCKER_STATE_DIR"
+  if [ -n "$clean" ] && [ -d "$STATE/docker-state" ]; then
+    rm -rf "$STATE/docker-state"
+    echo "removed $STATE/docker-state"
   fi
 fi
 rm -f "$STATE/stack_mode"

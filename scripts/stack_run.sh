@@ -8,10 +8,8 @@ cd "$(dirname "$0")/.."
 STATE=${STATE_DIR:-.state}
 mode=$(STATE_DIR="$STATE" scripts/stack_mode.sh) || exit 2
 if [ "$mode" = docker ]; then
-  export DOCKER_STATE_DIR="$STATE/docker-state" DOCKER_EXTRA_CA_BUNDLE="$STATE/docker/extra-ca.pem"
-  [ -f "$DOCKER_EXTRA_CA_BUNDLE" ] || { mkdir -p "$STATE/docker"; : >"$DOCKER_EXTRA_CA_BUNDLE"; }
   tty=(-T)
   [ -t 0 ] && [ -t 1 ] && tty=()
-  exec docker compose run --rm --no-deps "${tty[@]}" cli python "$@"
+  STATE_DIR="$STATE" exec scripts/compose.sh run --rm --no-deps "${tty[@]}" cli python "$@"
 fi
 exec "$STATE/venv/bin/python" "$@"

@@ -158,8 +158,13 @@ def start_supervisor(settings: Settings, conf: Path) -> None:
         time.sleep(0.1)
 
 
+def in_docker_stack() -> bool:
+    """True inside a container of the Docker-mode stack (docker-compose.yml sets PIPELINE_STACK=docker)."""
+    return os.environ.get("PIPELINE_STACK") == "docker"
+
+
 def process_states(settings: Settings) -> dict[str, dict]:
-    if os.environ.get("PIPELINE_STACK") == "docker":
+    if in_docker_stack():
         return _container_states(settings)
     if not supervisor_running(settings):
         return {}
@@ -351,11 +356,7 @@ def status(settings: Settings, services: list[Service]) -> int:
             unhealthy += 1
         pid = f"pid {info['pid']}" if info.get("pid") else ""
         print(f"{service.name:<{width}} {state:<9} {health:<10} {pid:<10} {service.where}")
-        where_log = (
-            f"docker compose logs {service.name}"
-            if os.environ.get("PIPELINE_STACK") == "docker"
-            else log_file(settings, service.name)
-        )
+        where_log = f"docker compose logs {service.name}" if in_docker_stack() else log_file(settings, service.name)
         print(f"{'':<{width}} log: {where_log}")
     return 1 if unhealthy else 0
 

@@ -211,7 +211,7 @@ def test_dockerfile_copies_only_paths_that_exist():
 
 
 def test_scripts_the_image_runs_are_executable():
-    for name in ("docker_healthcheck.sh", "docker_engine.sh", "compose_up.sh", "stack_run.sh"):
+    for name in ("docker_healthcheck.sh", "compose.sh", "docker_engine.sh", "compose_up.sh", "stack_run.sh"):
         script = REPO_ROOT / "scripts" / name
         assert os.access(script, os.X_OK), name
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, name
