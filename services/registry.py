@@ -1,15 +1,15 @@
-"""The native stack's services, in start order. Each later component adds its `services/<name>/service.py` here."""
+"""The stack's services, in start order: one `services/<name>/service.py` each."""
 
 from __future__ import annotations
 
 from pipeline.settings import Settings
 from services.airflow import service as airflow
 from services.connect import service as connect
+from services.contract import Service
 from services.kafka import service as kafka
 from services.localstack import service as localstack
 from services.mysql import service as mysql
 from services.rest_proxy import service as rest_proxy
-from services.runner import Service
 from services.s3 import service as s3
 from services.spark import service as spark
 from services.stream import service as stream

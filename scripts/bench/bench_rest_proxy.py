@@ -43,8 +43,8 @@ from results import RESULTS, record_row  # scripts/bench/results.py (run as a sc
 
 from pipeline.settings import REPO_ROOT, Settings, load_settings
 from services.kafka.clients import kafka_python_config
+from services.readiness import process_states
 from services.rest_proxy.kafka_clients import producer_config
-from services.runner import process_states
 
 SAMPLES = REPO_ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
 TOPIC_PREFIX = "bench.rest_proxy"

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 DAGS_FOLDER = REPO_ROOT / "airflow" / "dags"
 SETUP_SCRIPT = "services/airflow/setup.sh"

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from pipeline.settings import Settings
+from services.contract import NotReady, Service
 from services.kafka import service as kafka
-from services.runner import NotReady, Service
 
 SINK_CLASS = "pipeline.s3sink.S3SinkConnector"
 HEAP = ["-Xms256m", "-Xmx768m"]

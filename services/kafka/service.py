@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 HEAP = ["-Xms256m", "-Xmx512m"]

@@ -21,7 +21,7 @@ import httpx
 from botocore.config import Config
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 DEFAULT_PORT = 4566
 DEFAULT_KINESIS_PORT = 4567

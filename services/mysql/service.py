@@ -10,7 +10,7 @@ from pathlib import Path
 import pymysql
 
 from pipeline.settings import Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 SERVER_BINARIES = ("mariadbd", "mysqld")
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 
 def ready(settings: Settings) -> None:

@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 PROPERTIES = Path(__file__).with_name("s3proxy.properties")
 DEFAULT_PORT = 9000

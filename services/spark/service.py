@@ -11,7 +11,7 @@ from __future__ import annotations
 import httpx
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 
 def master_url(settings: Settings) -> str:

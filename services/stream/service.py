@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 
 from pipeline.settings import REPO_ROOT, Settings
-from services.runner import NotReady, Service
+from services.contract import NotReady, Service
 
 # The job rewrites its status file every 2 s; older than this means the driver is stuck or gone.
 STALE_AFTER_SECONDS = 60

@@ -213,18 +213,18 @@ class SupervisorStack(Stack):
     """Native mode: each service is a program of supervisord (autorestart=unexpected), logs in the log folder."""
 
     mode = "native"
-    down_states = ("FATAL", "EXITED", "BACKOFF", "STOPPED")  # as services.runner.wait_ready
+    down_states = ("FATAL", "EXITED", "BACKOFF", "STOPPED")  # as services.readiness.wait_ready
 
     def _info(self) -> dict[str, dict]:
-        from services.runner import process_states
+        from services.readiness import process_states
 
         return process_states(self.settings)
 
     def supervisorctl(self, *args: str) -> str:
-        from services.runner import _conf_path, _supervisor_bin
+        from services.supervisor import conf_path, supervisor_bin
 
         done = subprocess.run(
-            [_supervisor_bin("supervisorctl"), "-c", str(_conf_path(self.settings)), *args],
+            [supervisor_bin("supervisorctl"), "-c", str(conf_path(self.settings)), *args],
             capture_output=True,
             text=True,
             check=False,
@@ -269,7 +269,7 @@ class SupervisorStack(Stack):
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def log_hint(self, name: str) -> str:
-        from services.runner import log_file
+        from services.supervisor import log_file
 
         return str(log_file(self.settings, name))
 

@@ -1,0 +1,112 @@
+"""One service in the foreground: `python -m services.runner run NAME`, a container's main process in Docker mode
+(one container per service). It runs the service's very definition as supervisord does natively, and keeps a ready
+marker that the container's healthcheck (scripts/docker_healthcheck.sh) and `status` read."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from pipeline.settings import Settings
+from services.contract import Service
+
+HEALTH_INTERVAL = 5.0
+RESTART_AFTER_SECONDS = 10.0  # a child that ran this long and then failed is restarted in place, as supervisord does
+
+
+def in_docker_stack() -> bool:
+    """True inside a container of the Docker-mode stack (docker-compose.yml sets PIPELINE_STACK=docker)."""
+    return os.environ.get("PIPELINE_STACK") == "docker"
+
+
+def ready_marker(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.ready"
+
+
+def container_states(settings: Settings) -> dict[str, dict]:
+    """Docker mode (inside a container of the stack): each service's container keeps its ready marker fresh while
+    it runs and passes its probe (`run_foreground`); a marker more than a few probes old means it is gone."""
+    states = {}
+    for marker in settings.run_dir.glob("*.ready"):
+        fresh = time.time() - marker.stat().st_mtime < 4 * HEALTH_INTERVAL
+        states[marker.stem] = {"name": marker.stem, "statename": "RUNNING" if fresh else "STOPPED", "pid": None}
+    return states
+
+
+def run_foreground(settings: Settings, service: Service) -> int:
+    """`run NAME`: the container's main process. Runs the service as supervisord does natively: prepare, the same
+    command and environment, readiness, after_ready, and a restart in place when the program exits unexpectedly
+    (autorestart=unexpected), so whatever the program left running in the container (kinesis-mock beside a killed
+    LocalStack launcher) is found by the next start exactly as natively. Output goes to stdout for `docker logs`;
+    SIGTERM/SIGINT are forwarded as the service's stop signal; a program that fails again within
+    RESTART_AFTER_SECONDS ends the container (exit code of the program), whose restart policy takes over.
+
+    While the service runs, this process repeats the readiness probe (a real request) every HEALTH_INTERVAL seconds
+    and keeps `<run_dir>/<name>.ready` fresh while it passes: the container's healthcheck only looks at that file's
+    age, so health costs no new interpreter per check. `<run_dir>/<name>.pid` holds the program's pid."""
+    for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    marker = ready_marker(settings, service.name)
+    stop_signal = getattr(signal, f"SIG{service.stop_signal}")
+    state = {"stopping": False, "child": None}
+
+    def forward(_signum, _frame) -> None:
+        state["stopping"] = True
+        marker.unlink(missing_ok=True)
+        if state["child"] is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(state["child"].pid, stop_signal)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while True:
+        code, ran_for = _run_once(settings, service, marker, state, forward)
+        if state["stopping"] or code == 0 or ran_for < RESTART_AFTER_SECONDS:
+            return 128 - code if code < 0 else code
+        print(f"{service.name} exited unexpectedly after {ran_for:.0f} s; restarting it", flush=True)
+
+
+def _run_once(settings: Settings, service: Service, marker: Path, state: dict, forward) -> tuple[int, float]:
+    """One start of the program, watched until it exits: (its exit code, seconds it ran)."""
+    marker.unlink(missing_ok=True)
+    if service.prepare:
+        service.prepare(settings)
+    print(f"starting {service.name}: {' '.join(service.command)}", flush=True)
+    child = subprocess.Popen(
+        service.command,
+        cwd=service.directory or settings.state_dir,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **service.env},
+        start_new_session=True,
+    )
+    state["child"] = child
+    (settings.run_dir / f"{service.name}.pid").write_text(str(child.pid))
+    started = time.monotonic()
+    ready_once = False
+    next_probe = started
+    while child.poll() is None:
+        if not state["stopping"] and time.monotonic() >= next_probe:
+            try:
+                service.ready(settings)
+                if not ready_once:
+                    ready_once = True
+                    if service.after_ready:
+                        service.after_ready(settings)
+                    print(f"{service.name} ready ({time.monotonic() - started:.1f} s)  {service.where}", flush=True)
+                marker.write_text(str(child.pid))
+            except Exception as error:  # not ready (yet, or any more)
+                if ready_once and marker.exists():
+                    print(f"{service.name} NOT READY: {error}", flush=True)
+                marker.unlink(missing_ok=True)
+                if not ready_once and time.monotonic() - started > service.ready_timeout:
+                    print(f"{service.name} not ready at {service.where} after {service.ready_timeout:.0f} s ({error})")
+                    forward(None, None)
+            next_probe = time.monotonic() + (HEALTH_INTERVAL if ready_once else 0.5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.5)
+    marker.unlink(missing_ok=True)
+    print(f"{service.name} exited with code {child.returncode}", flush=True)
+    return child.returncode, time.monotonic() - started
