@@ -202,8 +202,8 @@ def _plain_records_list(document: object) -> list | None:
 def plain_json_values(document: object, max_record_bytes: int) -> list[bytes] | None:
     """Every record is `{"value": <not null>}` -> the serialized values, or None: the reference for the proxy's hot path.
 
-    The proxy runs the Rust build of this function (`rest_proxy_json.plain_values`, native/rest_proxy_json); unit
-    tests hold the two to the same bytes. None sends the request down the general path (`parse_v2_produce`), which
+    The proxy runs the Rust build of this function (`rest_proxy_produce.plain_values`, services/rest_proxy/native);
+    unit tests hold the two to the same bytes. None sends the request down the general path (`parse_v2_produce`), which
     accepts everything else and raises every error, so this shortcut never decides what is valid. A record too
     large also goes there, to get its error.
     """

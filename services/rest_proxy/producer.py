@@ -1,10 +1,10 @@
 """One shared idempotent producer whose delivery reports resolve asyncio futures.
 
-The producer is librdkafka driven from Rust (`rest_proxy_json.Producer`, native/rest_proxy_json/src/producer.rs):
-a request's records are queued and their delivery reports collected there, without a Python object per record,
-and Python hears once per request, when all of its records are settled. (With confluent-kafka's producer each
-record cost a dict for produce_batch, a Message object with a copy of its value and a Python callback call: about
-half of the proxy's CPU per record under batched load.)
+The producer is librdkafka driven from Rust (`rest_proxy_produce.Producer`,
+services/rest_proxy/native/src/producer.rs): a request's records are queued and their delivery reports collected
+there, without a Python object per record, and Python hears once per request, when all of its records are settled.
+(With confluent-kafka's producer each record cost a dict for produce_batch, a Message object with a copy of its
+value and a Python callback call: about half of the proxy's CPU per record under batched load.)
 
 librdkafka serves reports through `poll()` in the calling thread. The proxy calls it from a task on the event loop
 itself: every `ACTIVE_POLL_INTERVAL_S` while any request waits for acknowledgements, and only every
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from confluent_kafka import KafkaError
-from rest_proxy_json import PlainValues
-from rest_proxy_json import Producer as NativeProducer
+from rest_proxy_produce import PlainValues
+from rest_proxy_produce import Producer as NativeProducer
 
 log = logging.getLogger("rest_proxy.producer")
 
@@ -59,7 +59,7 @@ _delivery = Delivery._make
 class ValuesSent(NamedTuple):
     """What `send_values` returns: the response body when every record was acknowledged, else the deliveries."""
 
-    response: bytes | None  # the v2 produce response (rest_proxy_json formats it), when all were acknowledged
+    response: bytes | None  # the v2 produce response (rest_proxy_produce formats it), when all were acknowledged
     deliveries: list[Delivery] | None  # instead, when any record failed
 
 
@@ -101,7 +101,7 @@ class _ClientEvents:
         self._last_logged = 0.0
 
     def on_error(self, code: int, reason: str, fatal: bool) -> None:
-        """`fatal` comes once per producer (rest_proxy_json reports it); other errors come twice each, and often."""
+        """`fatal` comes once per producer (rest_proxy_produce reports it); other errors come twice each, and often."""
         if fatal:
             self.fatal = True
         now = time.monotonic()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from rest_proxy_json import plain_values
+from rest_proxy_produce import plain_values
 
 from services.rest_proxy.errors import Error, RestError, record_error_code
 from services.rest_proxy.http import (
@@ -95,7 +95,7 @@ async def produce(
     fmt = v2_produce_format(content_type)
     limit = proxy.settings.rest_proxy_max_record_bytes
     if fmt == "json" and partition is None:
-        values = plain_values(body, limit)  # Rust (native/rest_proxy_json); None: not only plain values
+        values = plain_values(body, limit)  # Rust (services/rest_proxy/native); None: not only plain values
         if values is not None:
             sent = await proxy.producer.send_values(topic, await proxy.metadata.require_partitions(topic), values)
             return sent.response or orjson.dumps(produce_response(sent.deliveries))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-import rest_proxy_json
+import rest_proxy_produce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +23,7 @@ def python_values(body: bytes, limit: int = LIMIT) -> list[bytes] | None:
 
 
 def both(body: bytes, limit: int = LIMIT) -> tuple[list[bytes] | None, list[bytes] | None]:
-    return python_values(body, limit), rest_proxy_json.plain_json_values(body, limit)
+    return python_values(body, limit), rest_proxy_produce.plain_json_values(body, limit)
 
 
 def sample_body(name: str) -> bytes:
@@ -120,4 +120,4 @@ def test_rust_agrees_with_python_on_generated_documents(values, ascii_escapes):
 def test_the_fast_response_is_byte_for_byte_the_general_one():
     offsets = [7, 8, 1_234_567_890_123]
     general = orjson.dumps(produce_response([Delivery(1, offset, None, None) for offset in offsets]))
-    assert rest_proxy_json.offsets_response(1, offsets) == general
+    assert rest_proxy_produce.offsets_response(1, offsets) == general

@@ -1,4 +1,4 @@
-//! `rest_proxy_json.Producer`: the proxy's one shared producer, librdkafka driven from Rust (the `rdkafka` crate).
+//! `rest_proxy_produce.Producer`: the proxy's one shared producer, librdkafka driven from Rust (the `rdkafka` crate).
 //!
 //! Why native code: with confluent-kafka, every record cost the event loop a Python dict for `produce_batch`, a
 //! Message object for its delivery report (with a copy of its value) and a Python callback call. Here the records
@@ -223,7 +223,7 @@ pub fn offsets_response<'py>(
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
-#[pyclass(module = "rest_proxy_json")]
+#[pyclass(module = "rest_proxy_produce")]
 pub struct Producer {
     inner: ManuallyDrop<BaseProducer<Context>>,
     fatal_reported: AtomicBool,
