@@ -10,12 +10,37 @@ import rest_proxy_produce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_json_values
+from services.rest_proxy.parsing import _plain_records_list, load_document, parse_v2_produce
 from services.rest_proxy.producer import Delivery
 from services.rest_proxy.v2 import produce_response
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 LIMIT = 1_000_000
+
+
+def plain_json_values(document: object, max_record_bytes: int) -> list[bytes] | None:
+    """Every record is `{"value": <not null>}` -> the serialized values, or None: the reference for the proxy's hot path.
+
+    The proxy runs the Rust build of this function (`rest_proxy_produce.plain_values`, services/rest_proxy/native);
+    the tests below hold the two to the same bytes. None sends the request down the general path
+    (`parse_v2_produce`), which accepts everything else and raises every error, so this shortcut never decides what
+    is valid. A record too large also goes there, to get its error.
+    """
+    records = _plain_records_list(document)
+    if records is None:
+        return None
+    try:
+        if sum(map(len, records)) != len(records):  # a record with other fields (key, partition) or none
+            return None
+        values = [record["value"] for record in records]  # TypeError/KeyError: not {"value": ...}
+    except (TypeError, KeyError):
+        return None
+    if None in values:  # a null value is a record without a value: the general path
+        return None
+    encoded = list(map(orjson.dumps, values))
+    if max(map(len, encoded)) > max_record_bytes:
+        return None
+    return encoded
 
 
 def python_values(body: bytes, limit: int = LIMIT) -> list[bytes] | None:
