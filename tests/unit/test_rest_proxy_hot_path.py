@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.rest_proxy.parsing import _plain_records_list, load_document, parse_v2_produce
+from services.rest_proxy.produce import produce_response
 from services.rest_proxy.producer import Delivery
-from services.rest_proxy.v2 import produce_response
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 LIMIT = 1_000_000

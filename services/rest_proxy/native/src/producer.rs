@@ -190,7 +190,7 @@ const ACKNOWLEDGED_HEAD: &[u8] = b"{\"offsets\":[";
 const ACKNOWLEDGED_TAIL: &[u8] = b"],\"key_schema_id\":null,\"value_schema_id\":null}";
 
 /// The v2 produce response when every record was acknowledged in `partition`: byte for byte what
-/// `orjson.dumps(v2.produce_response(...))` writes (a unit test holds them together).
+/// `orjson.dumps(produce.produce_response(...))` writes (a unit test holds them together).
 fn acknowledged_response(partition: i32, offsets: &[i64]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(ACKNOWLEDGED_HEAD.len() + ACKNOWLEDGED_TAIL.len() + offsets.len() * 64);
