@@ -221,15 +221,12 @@ def _plain_records(document: object) -> list[tuple[object, object, int | None]] 
 
 
 def parse_v2_produce(
-    body: bytes, fmt: str, max_record_bytes: int, partition: int | None = None, document: object = None
+    body: bytes, fmt: str, max_record_bytes: int, partition: int | None = None
 ) -> list[OutgoingRecord]:
-    """A v2 produce body in embedded format `fmt` -> records; `partition` comes from a .../partitions/{p} path.
-
-    `document` is the body already parsed by `load_document`, if the caller has it.
-    """
+    """A v2 produce body in embedded format `fmt` -> records; `partition` comes from a .../partitions/{p} path."""
     plain = None
     if fmt in SCHEMALESS_FORMATS:
-        plain = _plain_records(load_document(body) if document is None else document)
+        plain = _plain_records(load_document(body))
     if plain is None:
         request = parse_entity(V2ProduceRequest, body)
         if fmt in SCHEMA_FORMATS:

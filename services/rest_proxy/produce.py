@@ -15,11 +15,9 @@ from starlette.types import Receive
 from services.rest_proxy.errors import Error, RestError, record_error_code
 from services.rest_proxy.http import Proxy, read_body
 from services.rest_proxy.parsing import (
-    SCHEMALESS_FORMATS,
     V2_ACCEPTABLE,
     V2_PRODUCE_MEDIA_TYPES,
     check_accept,
-    load_document,
     media_type,
     parse_v2_produce,
     v2_partitions_used,
@@ -69,9 +67,8 @@ async def produce(
         values = plain_values(body, limit)  # Rust (services/rest_proxy/native); None: not only plain values
         if values is not None:
             sent = await proxy.producer.send_values(topic, await proxy.metadata.require_partitions(topic), values)
-            return sent.response or orjson.dumps(produce_response(sent.deliveries))
-    document = load_document(body) if fmt in SCHEMALESS_FORMATS else None
-    records = parse_v2_produce(body, fmt, limit, partition, document)
+            return sent if type(sent) is bytes else orjson.dumps(produce_response(sent))
+    records = parse_v2_produce(body, fmt, limit, partition)
     partition_count = await proxy.metadata.require_partitions(topic)
     if any(p >= partition_count for p in v2_partitions_used(records)):
         raise RestError(Error.PARTITION_NOT_FOUND)

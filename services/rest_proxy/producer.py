@@ -56,13 +56,6 @@ class Delivery(NamedTuple):
 _delivery = Delivery._make
 
 
-class ValuesSent(NamedTuple):
-    """What `send_values` returns: the response body when every record was acknowledged, else the deliveries."""
-
-    response: bytes | None  # the v2 produce response (rest_proxy_produce formats it), when all were acknowledged
-    deliveries: list[Delivery] | None  # instead, when any record failed
-
-
 def _record_error(code: int) -> KafkaError:
     """A failed record's librdkafka code as confluent-kafka's KafkaError (the codes are librdkafka's in both).
 
@@ -149,8 +142,10 @@ class SharedProducer:
     async def send(self, topic: str, records: Sequence[OutgoingRecord]) -> list[Delivery]:
         """Produce `records` to `topic` and return one Delivery per record, in order, once all are settled."""
         producer = self._producer
-        request = producer.open_request(len(records))
-        async with self._settled(producer, request, len(records)) as settled:
+        count = len(records)
+        request = producer.open_request(count)
+        settled = self._expect(producer, request, count)
+        try:
             for index, record in enumerate(records):
                 partition = UNASSIGNED_PARTITION if record.partition is None else record.partition
                 while not producer.produce(
@@ -159,36 +154,48 @@ class SharedProducer:
                     await self._queue_full(producer)
             await settled
             return _deliveries(producer.take(request, True))
+        finally:
+            self._forget(producer, request, count)
 
-    async def send_values(self, topic: str, partition_count: int, values: PlainValues) -> ValuesSent:
+    async def send_values(self, topic: str, partition_count: int, values: PlainValues) -> bytes | list[Delivery]:
         """Produce keyless `values` to one partition of `topic`, chosen in turn per request; settle them all.
 
-        The hot path of v2 produce (records with a value and nothing else). One partition per request is what the
-        Java producer behind Confluent's proxy does with keyless records too (its sticky partitioner fills one
-        partition's batch at a time); librdkafka's partitioner would scatter a request's records over partitions.
+        Returns the v2 produce response itself (formatted by rest_proxy_produce) when every record was
+        acknowledged, else one Delivery per record. The hot path of v2 produce (records with a value and nothing
+        else). One partition per request is what the Java producer behind Confluent's proxy does with keyless
+        records too (its sticky partitioner fills one partition's batch at a time); librdkafka's partitioner would
+        scatter a request's records over partitions.
         """
         partition = self._next_partition % partition_count
         self._next_partition = partition + 1
         producer = self._producer
         count = len(values)
         request, queued = producer.produce_values(topic, partition, values)
-        async with self._settled(producer, request, count) as settled:
+        settled = self._expect(producer, request, count)
+        try:
             while not queued:
                 await self._queue_full(producer)
                 queued = producer.resume(request)
             await settled
             result = producer.take(request)
-            if isinstance(result, bytes):
-                return ValuesSent(result, None)
-            return ValuesSent(None, _deliveries(result))
+        finally:
+            self._forget(producer, request, count)
+        return result if type(result) is bytes else _deliveries(result)
 
-    def _settled(self, producer: NativeProducer, request: int, count: int) -> _Settled:
+    def _expect(self, producer: NativeProducer, request: int, count: int) -> asyncio.Future:
+        """Wait for `request` from now on: the future the poller completes when its `count` records are settled."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[request] = (future, producer)
         self._in_flight += count
         if self._wakeup is not None and not self._wakeup.is_set():
             self._wakeup.set()
-        return _Settled(self, producer, request, count, future)
+        return future
+
+    def _forget(self, producer: NativeProducer, request: int, count: int) -> None:
+        """On the way out of a send, however it ends: stop waiting and drop the request from the producer."""
+        self._in_flight -= count
+        self._waiting.pop(request, None)
+        producer.discard(request)  # a no-op once taken; else (cancelled, failed) its entry goes
 
     async def _queue_full(self, producer: NativeProducer) -> None:
         """librdkafka's local queue is full: let it drain instead of failing the records."""
@@ -241,20 +248,3 @@ class SharedProducer:
         )
         old.purge()  # the queued records fail now (reports served by the next polls); those in flight keep their outcome
         self._retired.append(old)
-
-
-class _Settled:
-    """`async with`: the future of a request's settlement; on the way out, stop waiting and forget the request."""
-
-    __slots__ = ("count", "future", "owner", "producer", "request")
-
-    def __init__(self, owner: SharedProducer, producer: NativeProducer, request: int, count: int, future) -> None:
-        self.owner, self.producer, self.request, self.count, self.future = owner, producer, request, count, future
-
-    async def __aenter__(self) -> asyncio.Future:
-        return self.future
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.owner._in_flight -= self.count
-        self.owner._waiting.pop(self.request, None)
-        self.producer.discard(self.request)  # a no-op once taken; else (cancelled, failed) its entry goes
