@@ -43,7 +43,7 @@ COPY scripts/setup.sh scripts/setup.sh
 RUN scripts/setup.sh packages && rm -rf /var/lib/apt/lists/*
 COPY requirements.lock pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/uv STATE_DIR=$INSTALL_DIR scripts/setup.sh venv
-COPY native native
+COPY services/rest_proxy/native services/rest_proxy/native
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/root/.cargo/registry \
     STATE_DIR=$INSTALL_DIR scripts/setup.sh rest_proxy && rm -rf $INSTALL_DIR/cargo-target
 COPY spark_jobs/fetch_jars.sh spark_jobs/pom.xml spark_jobs/

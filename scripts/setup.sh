@@ -23,7 +23,7 @@ as_root() {
 step_packages() {
   local apt_packages=()
   command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || apt_packages+=(mariadb-server mariadb-client)
-  # The REST proxy's producer builds librdkafka from source (native/rest_proxy_json): C and C++ compilers (its
+  # The REST proxy's producer builds librdkafka from source (services/rest_proxy/native): C and C++ compilers (its
   # configure insists on c++), OpenSSL, zlib.
   for package in make gcc g++ libc6-dev pkg-config libssl-dev zlib1g-dev; do
     dpkg -s "$package" >/dev/null 2>&1 || apt_packages+=("$package")
@@ -64,7 +64,7 @@ step_venv() {
   fi
 }
 
-step_rest_proxy() { STATE_DIR="$STATE" native/rest_proxy_json/install.sh; }
+step_rest_proxy() { STATE_DIR="$STATE" services/rest_proxy/native/install.sh; }
 step_spark_jars() { STATE_DIR="$STATE" spark_jobs/fetch_jars.sh; }
 step_kafka() { STATE_DIR="$STATE" services/kafka/fetch.sh; }
 step_s3() { STATE_DIR="$STATE" services/s3/fetch.sh; }

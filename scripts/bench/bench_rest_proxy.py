@@ -41,8 +41,8 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 from results import RESULTS, record_row  # scripts/bench/results.py (run as a script)
 
+from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import REPO_ROOT, Settings, load_settings
-from services.kafka.clients import kafka_python_config
 from services.readiness import process_states
 from services.rest_proxy.kafka_clients import producer_config
 

@@ -4,14 +4,19 @@ Confluent's own kafka-rest is on no registry these machines reach, and Karapace 
 carries this implementation: FastAPI (for typed models and the OpenAPI document) on uvicorn with uvloop and
 httptools, one process, one shared idempotent `acks=all` producer.
 
-Kafka client: **confluent-kafka** (librdkafka), not kafka-python. librdkafka batches and sends from its own C
-threads, outside the GIL, so the proxy's Python thread only parses HTTP and JSON. Measured on this 2-core machine
-(same topic, 50,000 pin rows, acks=all, idempotent, linger 2 ms, 2026-11-26): kafka-python 3.0 reached ~800
-records/s at ~300 us of CPU per record, confluent-kafka 40,000-51,000 records/s at 4-7 us per record; with
-kafka-python the proxy could not come near its targets (scripts/bench/bench_rest_proxy.py, docs/BENCHMARKS.md).
-kafka-python stays the project's client for admin, test consumers and the audit.
+Kafka clients: the producer is librdkafka driven from Rust (`native/`, the Python module `rest_proxy_produce`),
+which also parses the JSON of a plain produce body, so a record costs no Python object on its way to the broker
+(docs/design/rest_proxy.md). confluent-kafka (librdkafka too) serves metadata, topic configs and the consumer API.
+Not kafka-python: measured on this 2-core machine (same topic, 50,000 pin rows, acks=all, idempotent, linger 2 ms,
+2026-11-26), kafka-python 3.0 reached ~800 records/s at ~300 us of CPU per record, confluent-kafka's producer
+40,000-51,000 records/s at 4-7 us per record; with kafka-python the proxy could not come near its targets
+(scripts/bench/bench_rest_proxy.py, docs/BENCHMARKS.md). kafka-python stays the project's client for admin, test
+consumers and the audit.
 
 Layout (after kafka-rest): `errors.py` the one error table, `models.py` the entities, `parsing.py` media types
-and body rules, `v2.py` / `v3.py` the routes per API version, `producer.py` the delivery bridge,
-`kafka_clients.py` client config and metadata, `consumers.py` consumer instances, `app.py` the application.
+and body rules, `v2.py` / `v3.py` the routes per API version, `produce.py` what a v2 produce does (called by its
+route and by `fast_path.py`, which answers `POST /topics/{topic}` before FastAPI), `http.py` what the routes share
+(the one body reader), `producer.py` the delivery bridge to the native producer, `native/` the Rust crate (the JSON
+path and the producer), `kafka_clients.py` client config and metadata, `consumers.py` consumer instances, `app.py`
+the application, `service.py` the supervised service.
 """

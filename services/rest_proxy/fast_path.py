@@ -2,10 +2,10 @@
 
 On 2 cores the proxy's throughput is bounded by Python CPU per request. FastAPI's middleware stack (telemetry,
 body limit, error middleware), routing and dependency solving cost more per single-record request than parsing
-and producing it (cProfile), so this wrapper answers that one route itself, with the same `v2.produce` function,
-error table and bytes on the wire, and hands everything else (lifespan, every other route, the OpenAPI document
-that also describes this one) to FastAPI. The FastAPI route for it stays: it documents the contract and serves the
-app when it runs without this wrapper (e.g. in TestClient without it).
+and producing it (cProfile), so this wrapper answers that one route itself, with the same `produce.produce`
+function, error table and bytes on the wire, and hands everything else (lifespan, every other route, the OpenAPI
+document that also describes this one) to FastAPI. The FastAPI route for it stays: it documents the contract and
+serves the app when it runs without this wrapper (e.g. in TestClient without it).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import logging
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.rest_proxy import v2
 from services.rest_proxy.errors import Error, RestError
-from services.rest_proxy.http import MAX_REQUEST_BYTES
-from services.rest_proxy.parsing import V2_JSON, V2_PRODUCE_MEDIA_TYPES, media_type
+from services.rest_proxy.parsing import V2_JSON
+from services.rest_proxy.produce import produce
 
 log = logging.getLogger("rest_proxy.fast_path")
 
@@ -39,21 +38,17 @@ class FastProducePath:
         await self.app(scope, receive, send)
 
     async def _produce(self, scope: Scope, receive: Receive, send: Send, topic: str) -> None:
-        content_type = accept = None
-        declared_length = -1
+        content_type = accept = content_length = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"accept":
                 accept = value.decode("latin-1")
-            elif name == b"content-length" and value.isdigit():
-                declared_length = int(value)
+            elif name == b"content-length":
+                content_length = value
         try:
-            body = b""
-            if media_type(content_type) in V2_PRODUCE_MEDIA_TYPES:
-                body = await _read_body(receive, declared_length)
             status = 200
-            content = await v2.produce(self.app.state.proxy, topic, None, content_type, accept, body)
+            content = await produce(self.app.state.proxy, topic, None, content_type, accept, content_length, receive)
         except RestError as error:
             status, content = error.status, error.body()
         except Exception:
@@ -68,20 +63,3 @@ class FastProducePath:
             }
         )
         await send({"type": "http.response.body", "body": content})
-
-
-async def _read_body(receive: Receive, declared_length: int) -> bytes:
-    if declared_length > MAX_REQUEST_BYTES:
-        raise RestError(Error.REQUEST_TOO_LARGE)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RestError(Error.MALFORMED_JSON, "client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            raise RestError(Error.REQUEST_TOO_LARGE)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

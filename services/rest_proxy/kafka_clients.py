@@ -1,6 +1,7 @@
-"""librdkafka (confluent-kafka) client configuration and the proxy's view of cluster metadata.
+"""librdkafka client configuration and the proxy's view of cluster metadata.
 
-Every client the proxy builds (the shared producer, the admin client, per-instance consumers) starts from
+Every client the proxy builds (the native shared producer; confluent-kafka's admin client and per-instance
+consumers: librdkafka all three, so one configuration dictionary serves them) starts from
 `client_config(settings)`: bootstrap servers from settings, PLAINTEXT locally, SASL OAUTHBEARER with an MSK IAM
 token on AWS. `ClusterMetadata` caches topic -> partition count so a produce request checks its topic and
 partitions without a broker round trip; a miss triggers at most one refresh per `MISS_REFRESH_INTERVAL`, shared by

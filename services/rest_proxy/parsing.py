@@ -179,7 +179,7 @@ NOT_JSON = object()  # load_document's answer for a body that is not JSON
 
 
 def load_document(body: bytes) -> object:
-    """The parsed body for the fast paths below, or NOT_JSON (the model then reports the syntax error)."""
+    """The parsed body for the fast path below, or NOT_JSON (the model then reports the syntax error)."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -197,31 +197,6 @@ def _plain_records_list(document: object) -> list | None:
         if document.get(name) is not None:
             return None
     return records
-
-
-def plain_json_values(document: object, max_record_bytes: int) -> list[bytes] | None:
-    """Every record is `{"value": <not null>}` -> the serialized values, or None: the reference for the proxy's hot path.
-
-    The proxy runs the Rust build of this function (`rest_proxy_json.plain_values`, native/rest_proxy_json); unit
-    tests hold the two to the same bytes. None sends the request down the general path (`parse_v2_produce`), which
-    accepts everything else and raises every error, so this shortcut never decides what is valid. A record too
-    large also goes there, to get its error.
-    """
-    records = _plain_records_list(document)
-    if records is None:
-        return None
-    try:
-        if sum(map(len, records)) != len(records):  # a record with other fields (key, partition) or none
-            return None
-        values = [record["value"] for record in records]  # TypeError/KeyError: not {"value": ...}
-    except (TypeError, KeyError):
-        return None
-    if None in values:  # a null value is a record without a value: the general path
-        return None
-    encoded = list(map(orjson.dumps, values))
-    if max(map(len, encoded)) > max_record_bytes:
-        return None
-    return encoded
 
 
 def _plain_records(document: object) -> list[tuple[object, object, int | None]] | None:
@@ -246,15 +221,12 @@ def _plain_records(document: object) -> list[tuple[object, object, int | None]] 
 
 
 def parse_v2_produce(
-    body: bytes, fmt: str, max_record_bytes: int, partition: int | None = None, document: object = None
+    body: bytes, fmt: str, max_record_bytes: int, partition: int | None = None
 ) -> list[OutgoingRecord]:
-    """A v2 produce body in embedded format `fmt` -> records; `partition` comes from a .../partitions/{p} path.
-
-    `document` is the body already parsed by `load_document`, if the caller has it.
-    """
+    """A v2 produce body in embedded format `fmt` -> records; `partition` comes from a .../partitions/{p} path."""
     plain = None
     if fmt in SCHEMALESS_FORMATS:
-        plain = _plain_records(load_document(body) if document is None else document)
+        plain = _plain_records(load_document(body))
     if plain is None:
         request = parse_entity(V2ProduceRequest, body)
         if fmt in SCHEMA_FORMATS:

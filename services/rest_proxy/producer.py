@@ -1,10 +1,10 @@
 """One shared idempotent producer whose delivery reports resolve asyncio futures.
 
-The producer is librdkafka driven from Rust (`rest_proxy_json.Producer`, native/rest_proxy_json/src/producer.rs):
-a request's records are queued and their delivery reports collected there, without a Python object per record,
-and Python hears once per request, when all of its records are settled. (With confluent-kafka's producer each
-record cost a dict for produce_batch, a Message object with a copy of its value and a Python callback call: about
-half of the proxy's CPU per record under batched load.)
+The producer is librdkafka driven from Rust (`rest_proxy_produce.Producer`,
+services/rest_proxy/native/src/producer.rs): a request's records are queued and their delivery reports collected
+there, without a Python object per record, and Python hears once per request, when all of its records are settled.
+(With confluent-kafka's producer each record cost a dict for produce_batch, a Message object with a copy of its
+value and a Python callback call: about half of the proxy's CPU per record under batched load.)
 
 librdkafka serves reports through `poll()` in the calling thread. The proxy calls it from a task on the event loop
 itself: every `ACTIVE_POLL_INTERVAL_S` while any request waits for acknowledgements, and only every
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from confluent_kafka import KafkaError
-from rest_proxy_json import PlainValues
-from rest_proxy_json import Producer as NativeProducer
+from rest_proxy_produce import PlainValues
+from rest_proxy_produce import Producer as NativeProducer
 
 log = logging.getLogger("rest_proxy.producer")
 
@@ -54,13 +54,6 @@ class Delivery(NamedTuple):
 
 
 _delivery = Delivery._make
-
-
-class ValuesSent(NamedTuple):
-    """What `send_values` returns: the response body when every record was acknowledged, else the deliveries."""
-
-    response: bytes | None  # the v2 produce response (rest_proxy_json formats it), when all were acknowledged
-    deliveries: list[Delivery] | None  # instead, when any record failed
 
 
 def _record_error(code: int) -> KafkaError:
@@ -101,7 +94,7 @@ class _ClientEvents:
         self._last_logged = 0.0
 
     def on_error(self, code: int, reason: str, fatal: bool) -> None:
-        """`fatal` comes once per producer (rest_proxy_json reports it); other errors come twice each, and often."""
+        """`fatal` comes once per producer (rest_proxy_produce reports it); other errors come twice each, and often."""
         if fatal:
             self.fatal = True
         now = time.monotonic()
@@ -149,8 +142,10 @@ class SharedProducer:
     async def send(self, topic: str, records: Sequence[OutgoingRecord]) -> list[Delivery]:
         """Produce `records` to `topic` and return one Delivery per record, in order, once all are settled."""
         producer = self._producer
-        request = producer.open_request(len(records))
-        async with self._settled(producer, request, len(records)) as settled:
+        count = len(records)
+        request = producer.open_request(count)
+        settled = self._expect(producer, request, count)
+        try:
             for index, record in enumerate(records):
                 partition = UNASSIGNED_PARTITION if record.partition is None else record.partition
                 while not producer.produce(
@@ -159,36 +154,48 @@ class SharedProducer:
                     await self._queue_full(producer)
             await settled
             return _deliveries(producer.take(request, True))
+        finally:
+            self._forget(producer, request, count)
 
-    async def send_values(self, topic: str, partition_count: int, values: PlainValues) -> ValuesSent:
+    async def send_values(self, topic: str, partition_count: int, values: PlainValues) -> bytes | list[Delivery]:
         """Produce keyless `values` to one partition of `topic`, chosen in turn per request; settle them all.
 
-        The hot path of v2 produce (records with a value and nothing else). One partition per request is what the
-        Java producer behind Confluent's proxy does with keyless records too (its sticky partitioner fills one
-        partition's batch at a time); librdkafka's partitioner would scatter a request's records over partitions.
+        Returns the v2 produce response itself (formatted by rest_proxy_produce) when every record was
+        acknowledged, else one Delivery per record. The hot path of v2 produce (records with a value and nothing
+        else). One partition per request is what the Java producer behind Confluent's proxy does with keyless
+        records too (its sticky partitioner fills one partition's batch at a time); librdkafka's partitioner would
+        scatter a request's records over partitions.
         """
         partition = self._next_partition % partition_count
         self._next_partition = partition + 1
         producer = self._producer
         count = len(values)
         request, queued = producer.produce_values(topic, partition, values)
-        async with self._settled(producer, request, count) as settled:
+        settled = self._expect(producer, request, count)
+        try:
             while not queued:
                 await self._queue_full(producer)
                 queued = producer.resume(request)
             await settled
             result = producer.take(request)
-            if isinstance(result, bytes):
-                return ValuesSent(result, None)
-            return ValuesSent(None, _deliveries(result))
+        finally:
+            self._forget(producer, request, count)
+        return result if type(result) is bytes else _deliveries(result)
 
-    def _settled(self, producer: NativeProducer, request: int, count: int) -> _Settled:
+    def _expect(self, producer: NativeProducer, request: int, count: int) -> asyncio.Future:
+        """Wait for `request` from now on: the future the poller completes when its `count` records are settled."""
         future = asyncio.get_running_loop().create_future()
         self._waiting[request] = (future, producer)
         self._in_flight += count
         if self._wakeup is not None and not self._wakeup.is_set():
             self._wakeup.set()
-        return _Settled(self, producer, request, count, future)
+        return future
+
+    def _forget(self, producer: NativeProducer, request: int, count: int) -> None:
+        """On the way out of a send, however it ends: stop waiting and drop the request from the producer."""
+        self._in_flight -= count
+        self._waiting.pop(request, None)
+        producer.discard(request)  # a no-op once taken; else (cancelled, failed) its entry goes
 
     async def _queue_full(self, producer: NativeProducer) -> None:
         """librdkafka's local queue is full: let it drain instead of failing the records."""
@@ -241,20 +248,3 @@ class SharedProducer:
         )
         old.purge()  # the queued records fail now (reports served by the next polls); those in flight keep their outcome
         self._retired.append(old)
-
-
-class _Settled:
-    """`async with`: the future of a request's settlement; on the way out, stop waiting and forget the request."""
-
-    __slots__ = ("count", "future", "owner", "producer", "request")
-
-    def __init__(self, owner: SharedProducer, producer: NativeProducer, request: int, count: int, future) -> None:
-        self.owner, self.producer, self.request, self.count, self.future = owner, producer, request, count, future
-
-    async def __aenter__(self) -> asyncio.Future:
-        return self.future
-
-    async def __aexit__(self, *exc_info) -> None:
-        self.owner._in_flight -= self.count
-        self.owner._waiting.pop(self.request, None)
-        self.producer.discard(self.request)  # a no-op once taken; else (cancelled, failed) its entry goes

@@ -2,26 +2,17 @@
 
 Routes and response shapes follow kafka-rest's v2 resources (ProduceToTopicAction, TopicsResource,
 PartitionsResource, BrokersResource, ConsumersResource). Responses are `application/vnd.kafka.v2+json`; a produce
-answers 200 with one entry per record, and a client must read each record's `error_code` (null, 1 or 2).
+answers 200 with one entry per record, and a client must read each record's `error_code` (null, 1 or 2). What a
+produce does is `produce.py`, shared with the ASGI fast path; the routes here only hand it the request.
 """
 
 from __future__ import annotations
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from rest_proxy_json import plain_values
 
-from services.rest_proxy.errors import Error, RestError, record_error_code
-from services.rest_proxy.http import (
-    KafkaV2Response,
-    Proxy,
-    error_responses,
-    proxy_of,
-    read_body,
-    request_body,
-    v2_json,
-)
+from services.rest_proxy.errors import Error, RestError
+from services.rest_proxy.http import KafkaV2Response, error_responses, proxy_of, read_body, request_body, v2_json
 from services.rest_proxy.models import (
     V2Brokers,
     V2CommitOffsetsRequest,
@@ -37,7 +28,6 @@ from services.rest_proxy.models import (
     V2Topic,
 )
 from services.rest_proxy.parsing import (
-    SCHEMALESS_FORMATS,
     V2_ACCEPTABLE,
     V2_EMBEDDED,
     V2_GENERIC_MEDIA_TYPES,
@@ -45,15 +35,10 @@ from services.rest_proxy.parsing import (
     V2_PRODUCE_MEDIA_TYPES,
     check_accept,
     check_v2_body_media_type,
-    load_document,
-    media_type,
     parse_optional_entity,
-    parse_v2_produce,
     requested_embedded_format,
-    v2_partitions_used,
-    v2_produce_format,
 )
-from services.rest_proxy.producer import Delivery
+from services.rest_proxy.produce import produce
 
 router = APIRouter(default_response_class=KafkaV2Response, tags=["v2"])
 PRODUCE_ERRORS = error_responses(400, 404, 406, 413, 415, 422, 500)
@@ -68,54 +53,16 @@ INSTANCE_LINKS = {
 }
 
 
-def produce_response(deliveries: list[Delivery]) -> dict[str, object]:
-    offsets = []
-    for delivery in deliveries:
-        if delivery.error is None:
-            offsets.append(
-                {"partition": delivery.partition, "offset": delivery.offset, "error_code": None, "error": None}
-            )
-        else:
-            offsets.append(
-                {
-                    "partition": None,
-                    "offset": None,
-                    "error_code": record_error_code(delivery.error),
-                    "error": delivery.error.str(),
-                }
-            )
-    return {"offsets": offsets, "key_schema_id": None, "value_schema_id": None}
-
-
-async def produce(
-    proxy: Proxy, topic: str, partition: int | None, content_type: str | None, accept: str | None, body: bytes
-) -> bytes:
-    """A whole v2 produce request -> the response body; raises RestError (and then produces nothing)."""
-    check_accept(accept, V2_ACCEPTABLE)
-    fmt = v2_produce_format(content_type)
-    limit = proxy.settings.rest_proxy_max_record_bytes
-    if fmt == "json" and partition is None:
-        values = plain_values(body, limit)  # Rust (native/rest_proxy_json); None: not only plain values
-        if values is not None:
-            sent = await proxy.producer.send_values(topic, await proxy.metadata.require_partitions(topic), values)
-            return sent.response or orjson.dumps(produce_response(sent.deliveries))
-    document = load_document(body) if fmt in SCHEMALESS_FORMATS else None
-    records = parse_v2_produce(body, fmt, limit, partition, document)
-    partition_count = await proxy.metadata.require_partitions(topic)
-    if any(p >= partition_count for p in v2_partitions_used(records)):
-        raise RestError(Error.PARTITION_NOT_FOUND)
-    deliveries = await proxy.producer.send(topic, records)
-    return orjson.dumps(produce_response(deliveries))
-
-
 async def _produce(request: Request, topic: str, partition: int | None) -> Response:
     headers = request.headers
-    if media_type(headers.get("content-type")) in V2_PRODUCE_MEDIA_TYPES:
-        body = await read_body(request)  # an unsupported media type is answered without reading the body
-    else:
-        body = b""
     content = await produce(
-        proxy_of(request), topic, partition, headers.get("content-type"), headers.get("accept"), body
+        proxy_of(request),
+        topic,
+        partition,
+        headers.get("content-type"),
+        headers.get("accept"),
+        headers.get("content-length"),
+        request.receive,
     )
     return Response(content, media_type=V2_JSON)
 
@@ -232,7 +179,7 @@ async def list_brokers(request: Request) -> Response:
 
 # --- consumers -----------------------------------------------------------------------------------------------
 async def _entity(request: Request, model):
-    body = await read_body(request)
+    body = await read_body(request.receive, request.headers.get("content-length"))
     check_v2_body_media_type(request.headers.get("content-type"), body)
     return parse_optional_entity(model, body)
 

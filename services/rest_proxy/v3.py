@@ -94,7 +94,7 @@ async def produce_record(cluster_id: str, topic: str, request: Request) -> Respo
     check_accept(request.headers.get("accept"), V3_ACCEPTABLE)
     if media_type(request.headers.get("content-type")) != JSON:
         raise RestError(Error.UNSUPPORTED_MEDIA_TYPE)
-    body = await read_body(request)
+    body = await read_body(request.receive, request.headers.get("content-length"))
     record, key_type, value_type = parse_v3_produce(body, proxy.settings.rest_proxy_max_record_bytes)
     await _require_cluster(request, cluster_id)
     partitions = await proxy.metadata.require_partitions(topic, missing=Error.UNKNOWN_TOPIC_OR_PARTITION)

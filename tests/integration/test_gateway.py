@@ -14,8 +14,8 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import Settings, load_settings
-from services.kafka.clients import kafka_python_config
 from services.provision import aws
 from services.provision.kafka import provision_topics
 

@@ -23,8 +23,8 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import REPO_ROOT
-from services.kafka.clients import kafka_python_config
 
 SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 JSON_V2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}

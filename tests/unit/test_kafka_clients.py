@@ -8,7 +8,6 @@ from kafka.net.sasl.oauth import AbstractTokenProvider
 from pipeline import kafka_clients
 from pipeline.kafka_clients import confluent_config, kafka_python_config
 from pipeline.settings import load_settings
-from services.kafka import clients as kafka_service_clients
 from services.rest_proxy.kafka_clients import client_config, producer_config
 
 MSK = "b-1.demo.abc123.c2.kafka.eu-west-1.amazonaws.com:9098,b-2.demo.abc123.c2.kafka.eu-west-1.amazonaws.com:9098"
@@ -92,7 +91,6 @@ def test_callers_use_the_shared_configuration(iam_settings, signed_tokens):
     assert producer["sasl.mechanisms"] == "OAUTHBEARER"
     assert producer["acks"] == "all"
     assert producer["enable.idempotence"] is True
-    assert kafka_service_clients.kafka_python_config is kafka_python_config
 
     import services.audit.__main__ as audit
     import services.provision.kafka as provision_kafka

@@ -6,12 +6,16 @@ tests/integration/test_rest_proxy.py covers the same cases against the running p
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.settings import load_settings
 from services.rest_proxy.app import create_app
+from services.rest_proxy.errors import Error, RestError
 from services.rest_proxy.fast_path import FastProducePath
+from services.rest_proxy.http import MAX_REQUEST_BYTES, read_body
 
 V2_JSON = "application/vnd.kafka.v2+json"
 JSON_V2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}
@@ -88,6 +92,33 @@ def test_v3_media_type_and_empty_body(client):
     response = client.post(path, content=b"", headers={"Content-Type": "application/json"})
     assert_error(response, 422, 422, "Payload error. Request body is empty. Data is required.")
     assert response.headers["content-type"] == "application/json"
+
+
+def read(messages: list[dict], content_length: str | None = None) -> bytes:
+    """http.read_body over an ASGI channel that delivers `messages`."""
+    waiting = iter(messages)
+
+    async def receive() -> dict:
+        return next(waiting)
+
+    return asyncio.run(read_body(receive, content_length))
+
+
+def test_the_one_body_reader_joins_chunks_and_refuses_oversized_or_cut_bodies():
+    chunks = [{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.request", "body": b"c"}]
+    assert read(chunks) == b"abc"
+    assert read([{"type": "http.request", "body": b""}], "0") == b""
+    too_large = str(MAX_REQUEST_BYTES + 1)
+    with pytest.raises(RestError) as caught:
+        read([{"type": "http.request", "body": b"x"}], too_large)  # refused on the header, before any reading
+    assert caught.value.error is Error.REQUEST_TOO_LARGE
+    big = b"x" * (MAX_REQUEST_BYTES // 2 + 1)
+    with pytest.raises(RestError) as caught:  # no Content-Length (chunked): refused on what arrives
+        read([{"type": "http.request", "body": big, "more_body": True}, {"type": "http.request", "body": big}])
+    assert caught.value.error is Error.REQUEST_TOO_LARGE
+    with pytest.raises(RestError) as caught:
+        read([{"type": "http.request", "body": b"ab", "more_body": True}, {"type": "http.disconnect"}])
+    assert caught.value.error is Error.MALFORMED_JSON
 
 
 def test_server_keeps_serving_after_bad_input(client):

@@ -6,16 +6,41 @@ from pathlib import Path
 
 import orjson
 import pytest
-import rest_proxy_json
+import rest_proxy_produce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_json_values
+from services.rest_proxy.parsing import _plain_records_list, load_document, parse_v2_produce
+from services.rest_proxy.produce import produce_response
 from services.rest_proxy.producer import Delivery
-from services.rest_proxy.v2 import produce_response
 
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 LIMIT = 1_000_000
+
+
+def plain_json_values(document: object, max_record_bytes: int) -> list[bytes] | None:
+    """Every record is `{"value": <not null>}` -> the serialized values, or None: the reference for the proxy's hot path.
+
+    The proxy runs the Rust build of this function (`rest_proxy_produce.plain_values`, services/rest_proxy/native);
+    the tests below hold the two to the same bytes. None sends the request down the general path
+    (`parse_v2_produce`), which accepts everything else and raises every error, so this shortcut never decides what
+    is valid. A record too large also goes there, to get its error.
+    """
+    records = _plain_records_list(document)
+    if records is None:
+        return None
+    try:
+        if sum(map(len, records)) != len(records):  # a record with other fields (key, partition) or none
+            return None
+        values = [record["value"] for record in records]  # TypeError/KeyError: not {"value": ...}
+    except (TypeError, KeyError):
+        return None
+    if None in values:  # a null value is a record without a value: the general path
+        return None
+    encoded = list(map(orjson.dumps, values))
+    if max(map(len, encoded)) > max_record_bytes:
+        return None
+    return encoded
 
 
 def python_values(body: bytes, limit: int = LIMIT) -> list[bytes] | None:
@@ -23,7 +48,7 @@ def python_values(body: bytes, limit: int = LIMIT) -> list[bytes] | None:
 
 
 def both(body: bytes, limit: int = LIMIT) -> tuple[list[bytes] | None, list[bytes] | None]:
-    return python_values(body, limit), rest_proxy_json.plain_json_values(body, limit)
+    return python_values(body, limit), rest_proxy_produce.plain_json_values(body, limit)
 
 
 def sample_body(name: str) -> bytes:
@@ -120,4 +145,4 @@ def test_rust_agrees_with_python_on_generated_documents(values, ascii_escapes):
 def test_the_fast_response_is_byte_for_byte_the_general_one():
     offsets = [7, 8, 1_234_567_890_123]
     general = orjson.dumps(produce_response([Delivery(1, offset, None, None) for offset in offsets]))
-    assert rest_proxy_json.offsets_response(1, offsets) == general
+    assert rest_proxy_produce.offsets_response(1, offsets) == general

@@ -1,4 +1,4 @@
-"""The native shared producer (rest_proxy_json.Producer, real librdkafka) where no broker answers.
+"""The native shared producer (rest_proxy_produce.Producer, real librdkafka) where no broker answers.
 
 What a broker acknowledges is covered by tests/integration/test_rest_proxy.py against the real stack; here every
 record must come back failed, in its own place, with librdkafka's code, including records that first met a full
@@ -13,7 +13,7 @@ import time
 
 import orjson
 import pytest
-import rest_proxy_json
+import rest_proxy_produce
 from confluent_kafka import KafkaError
 
 from pipeline import kafka_clients
@@ -30,7 +30,7 @@ def body(values: list[object]) -> bytes:
     return orjson.dumps({"records": [{"value": value} for value in values]})
 
 
-def settle(producer: rest_proxy_json.Producer, request: int, timeout_s: float = 15.0) -> None:
+def settle(producer: rest_proxy_produce.Producer, request: int, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if request in producer.poll():
@@ -40,15 +40,15 @@ def settle(producer: rest_proxy_json.Producer, request: int, timeout_s: float = 
     pytest.fail(f"request {request} did not settle in {timeout_s} s")
 
 
-def native(**config: object) -> tuple[rest_proxy_json.Producer, list[tuple[int, str, bool]]]:
+def native(**config: object) -> tuple[rest_proxy_produce.Producer, list[tuple[int, str, bool]]]:
     errors: list[tuple[int, str, bool]] = []
-    producer = rest_proxy_json.Producer({**UNREACHABLE, **config}, lambda *error: errors.append(error))
+    producer = rest_proxy_produce.Producer({**UNREACHABLE, **config}, lambda *error: errors.append(error))
     return producer, errors
 
 
 def test_every_record_of_a_request_fails_in_its_own_place_when_no_broker_answers():
     producer, errors = native(**{"message.timeout.ms": 300})
-    values = rest_proxy_json.plain_values(body([{"a": 1}, 2, "three"]), 1_000_000)
+    values = rest_proxy_produce.plain_values(body([{"a": 1}, 2, "three"]), 1_000_000)
     request, queued = producer.produce_values("t", 0, values)
     assert queued and len(values) == 0  # the values moved into the producer
     settle(producer, request)
@@ -60,7 +60,7 @@ def test_every_record_of_a_request_fails_in_its_own_place_when_no_broker_answers
 
 def test_records_that_met_a_full_queue_are_queued_later_in_order_and_all_settle():
     producer, _ = native(**{"message.timeout.ms": 200, "queue.buffering.max.messages": 2})
-    request, queued = producer.produce_values("t", 1, rest_proxy_json.plain_values(body(list(range(7))), 1000))
+    request, queued = producer.produce_values("t", 1, rest_proxy_produce.plain_values(body(list(range(7))), 1000))
     assert not queued  # 2 fit, 5 wait in the request's backlog
     settle(producer, request)
     assert producer.take(request, True) == [(None, None, None, TIMED_OUT)] * 7
@@ -89,15 +89,15 @@ def test_the_shared_producer_reports_each_failed_record_as_retriable():
         shared = SharedProducer({**UNREACHABLE, "message.timeout.ms": 300})
         shared.start()
         try:
-            sent = await shared.send_values("t", 3, rest_proxy_json.plain_values(body(["a", "b"]), 1000))
+            sent = await shared.send_values("t", 3, rest_proxy_produce.plain_values(body(["a", "b"]), 1000))
             general = await shared.send("t", [OutgoingRecord(b"k", b"v"), OutgoingRecord(None, b"w", 2, None, 5)])
             return sent, general
         finally:
             await shared.close(timeout=1)
 
     sent, general = asyncio.run(run())
-    assert sent.response is None
-    for delivery in sent.deliveries + general:
+    assert type(sent) is list  # not the all-acknowledged response body
+    for delivery in sent + general:
         assert delivery.partition is None and delivery.offset is None
         assert delivery.error.code() == TIMED_OUT
         assert record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE
@@ -105,7 +105,7 @@ def test_the_shared_producer_reports_each_failed_record_as_retriable():
 
 def test_config_values_become_librdkafka_strings_and_bad_ones_are_refused():
     with pytest.raises(ValueError, match="acks"):
-        rest_proxy_json.Producer({**UNREACHABLE, "acks": "sometimes"}, print)
+        rest_proxy_produce.Producer({**UNREACHABLE, "acks": "sometimes"}, print)
 
 
 def test_an_oauthbearer_producer_asks_the_oauth_callback_for_its_token():
@@ -117,7 +117,7 @@ def test_an_oauthbearer_producer_asks_the_oauth_callback_for_its_token():
         return "a-token", time.time() + 900
 
     errors: list[tuple[int, str, bool]] = []
-    producer = rest_proxy_json.Producer(
+    producer = rest_proxy_produce.Producer(
         {**UNREACHABLE, "security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "OAUTHBEARER"},
         lambda *error: errors.append(error),
         oauth_cb,
@@ -135,14 +135,14 @@ def test_each_record_gets_its_own_outcome_when_outcomes_differ():
     """A value over message.max.bytes is refused when queued; the others time out: each code in its own place."""
     producer, _ = native(**{"message.timeout.ms": 300, "message.max.bytes": 1000})
     values = ["small", "x" * 2000, "also small", "y" * 3000]
-    request, queued = producer.produce_values("t", 0, rest_proxy_json.plain_values(body(values), 1_000_000))
+    request, queued = producer.produce_values("t", 0, rest_proxy_produce.plain_values(body(values), 1_000_000))
     assert queued
     settle(producer, request)
     too_large = KafkaError.MSG_SIZE_TOO_LARGE
     assert [entry[3] for entry in producer.take(request)] == [TIMED_OUT, too_large, TIMED_OUT, too_large]
 
 
-async def _replaced(shared: SharedProducer, first: rest_proxy_json.Producer) -> None:
+async def _replaced(shared: SharedProducer, first: rest_proxy_produce.Producer) -> None:
     """The poller replaces a failed producer at its next round (within its idle interval, 0.1 s)."""
     for _ in range(50):
         if shared._producer is not first:
@@ -163,7 +163,7 @@ async def _with_shared(config: dict[str, object], body_of_test):
 def test_a_fatal_error_replaces_the_producer_and_fails_its_queued_records_as_retriable():
     async def scenario(shared: SharedProducer):
         first = shared._producer
-        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1, 2]), 100)))
+        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_produce.plain_values(body([1, 2]), 100)))
         await asyncio.sleep(0.1)
         first.test_fatal_error("raised by the test")
         sent = await waiting  # long before the 60 s message timeout: purged from the replaced producer
@@ -171,7 +171,7 @@ def test_a_fatal_error_replaces_the_producer_and_fails_its_queued_records_as_ret
         return sent
 
     sent = asyncio.run(_with_shared({"message.timeout.ms": 60_000}, scenario))
-    for delivery in sent.deliveries:
+    for delivery in sent:
         assert delivery.error.code() != TIMED_OUT
         assert record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE
 
@@ -179,7 +179,9 @@ def test_a_fatal_error_replaces_the_producer_and_fails_its_queued_records_as_ret
 def test_a_request_waiting_on_a_full_queue_when_the_producer_fails_is_still_answered():
     async def scenario(shared: SharedProducer):
         first = shared._producer
-        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1, 2, 3]), 99)))
+        waiting = asyncio.ensure_future(
+            shared.send_values("t", 1, rest_proxy_produce.plain_values(body([1, 2, 3]), 99))
+        )
         await asyncio.sleep(0.1)  # one record queued, two in the request's backlog
         first.test_fatal_error("raised by the test")
         sent = await waiting  # its records met the failed producer: refused (_FATAL) or purged
@@ -187,13 +189,13 @@ def test_a_request_waiting_on_a_full_queue_when_the_producer_fails_is_still_answ
         return sent
 
     sent = asyncio.run(_with_shared({"message.timeout.ms": 60_000, "queue.buffering.max.messages": 1}, scenario))
-    assert len(sent.deliveries) == 3
-    assert all(record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE for delivery in sent.deliveries)
+    assert len(sent) == 3
+    assert all(record_error_code(delivery.error) == RECORD_ERROR_RETRIABLE for delivery in sent)
 
 
 def test_a_cancelled_request_leaves_nothing_in_the_producer():
     async def scenario(shared: SharedProducer):
-        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_json.plain_values(body([1]), 99)))
+        waiting = asyncio.ensure_future(shared.send_values("t", 1, rest_proxy_produce.plain_values(body([1]), 99)))
         await asyncio.sleep(0.1)
         assert shared._producer.open_requests() == 1
         waiting.cancel()

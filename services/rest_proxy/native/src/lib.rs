@@ -1,6 +1,7 @@
-//! The REST proxy's native hot path: the shared producer (`producer.rs`) and
-//! `rest_proxy_json.plain_json_values(body, max_record_bytes)`, the Rust twin of
-//! `services.rest_proxy.parsing.plain_json_values(load_document(body), max_record_bytes)`.
+//! The REST proxy's native produce path: the shared producer (`producer.rs`) and the JSON path,
+//! `rest_proxy_produce.plain_values(body, max_record_bytes)`, the Rust twin of the Python reference
+//! `plain_json_values(load_document(body), max_record_bytes)` in tests/unit/test_rest_proxy_hot_path.py (the tests
+//! compare the two through `rest_proxy_produce.plain_json_values`, the same values as Python bytes).
 //!
 //! Why native code: under batched load the proxy's event loop spent about half its time turning each request's
 //! JSON into Python objects (orjson), re-serializing every value and freeing the objects again (py-spy). Here
@@ -324,6 +325,7 @@ fn values(body: &[u8], max_record_bytes: usize) -> Option<Vec<Vec<u8>>> {
     (values.records_seen && values.same && !values.encoded.is_empty()).then_some(values.encoded)
 }
 
+/// `plain_values` as Python bytes, for the tests that compare it with the Python reference.
 #[pyfunction]
 fn plain_json_values<'py>(
     py: Python<'py>,
@@ -340,7 +342,7 @@ fn plain_json_values<'py>(
 }
 
 /// The values of a plain produce body, held in Rust until `Producer.produce_values` queues them.
-#[pyclass(module = "rest_proxy_json")]
+#[pyclass(module = "rest_proxy_produce")]
 pub struct PlainValues {
     encoded: Vec<Vec<u8>>,
 }
@@ -359,7 +361,7 @@ fn plain_values(body: &[u8], max_record_bytes: usize) -> Option<PlainValues> {
 }
 
 #[pymodule]
-fn rest_proxy_json(module: &Bound<'_, PyModule>) -> PyResult<()> {
+fn rest_proxy_produce(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(plain_json_values, module)?)?;
     module.add_function(wrap_pyfunction!(plain_values, module)?)?;
     module.add_function(wrap_pyfunction!(producer::offsets_response, module)?)?;

@@ -1,4 +1,4 @@
-//! `rest_proxy_json.Producer`: the proxy's one shared producer, librdkafka driven from Rust (the `rdkafka` crate).
+//! `rest_proxy_produce.Producer`: the proxy's one shared producer, librdkafka driven from Rust (the `rdkafka` crate).
 //!
 //! Why native code: with confluent-kafka, every record cost the event loop a Python dict for `produce_batch`, a
 //! Message object for its delivery report (with a copy of its value) and a Python callback call. Here the records
@@ -190,7 +190,7 @@ const ACKNOWLEDGED_HEAD: &[u8] = b"{\"offsets\":[";
 const ACKNOWLEDGED_TAIL: &[u8] = b"],\"key_schema_id\":null,\"value_schema_id\":null}";
 
 /// The v2 produce response when every record was acknowledged in `partition`: byte for byte what
-/// `orjson.dumps(v2.produce_response(...))` writes (a unit test holds them together).
+/// `orjson.dumps(produce.produce_response(...))` writes (a unit test holds them together).
 fn acknowledged_response(partition: i32, offsets: &[i64]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(ACKNOWLEDGED_HEAD.len() + ACKNOWLEDGED_TAIL.len() + offsets.len() * 64);
@@ -223,7 +223,7 @@ pub fn offsets_response<'py>(
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
 
-#[pyclass(module = "rest_proxy_json")]
+#[pyclass(module = "rest_proxy_produce")]
 pub struct Producer {
     inner: ManuallyDrop<BaseProducer<Context>>,
     fatal_reported: AtomicBool,
