@@ -53,6 +53,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.types import StructType
 
+from pipeline import layout
 from pipeline.settings import REPO_ROOT, TABLES, Settings, get_settings
 from spark_jobs import cleaning
 from spark_jobs.kinesis_source import SCHEMA as KINESIS_SCHEMA
@@ -77,14 +78,6 @@ STREAM_CONF = {
     "spark.databricks.delta.snapshotPartitions": "2",
     "spark.ui.showConsoleProgress": "false",
 }
-
-
-def quarantine_table_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}_stream_quarantine_table"
-
-
-def table_path(warehouse: str, name: str) -> str:
-    return f"{warehouse.rstrip('/')}/{name}"
 
 
 # --- transformations (pure DataFrame -> DataFrame) --------------------------------------------------------------
@@ -164,10 +157,10 @@ def ensure_table(spark: SparkSession, name: str, path: str, schema: StructType, 
 
 def register_tables(spark: SparkSession, settings: Settings, warehouse: str) -> dict[str, str]:
     """Make the streaming tables readable by name in `spark` (for other jobs, notebooks, tests): name -> path."""
-    names = [settings.delta_table(t) for t in TABLES] + [quarantine_table_name(settings)]
+    names = [*settings.delta_tables, settings.stream_quarantine_table]
     registered = {}
     for name in names:
-        path = table_path(warehouse, name)
+        path = layout.table_path(warehouse, name)
         spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{path}'")
         registered[name] = path
     return registered
@@ -247,11 +240,11 @@ class BatchWriter:
 def start_query(
     spark: SparkSession, settings: Settings, table: str, warehouse: str, checkpoints: str, args: argparse.Namespace
 ) -> StreamingQuery:
-    checkpoint = f"{checkpoints.rstrip('/')}/{table}"
+    checkpoint = layout.checkpoint_path(checkpoints, table)
     writer = BatchWriter(
         table,
-        table_path(warehouse, settings.delta_table(table)),
-        table_path(warehouse, quarantine_table_name(settings)),
+        layout.table_path(warehouse, settings.delta_table(table)),
+        layout.table_path(warehouse, settings.stream_quarantine_table),
         checkpoint,
     )
     source = (
@@ -307,13 +300,13 @@ def write_status(path: Path, queries: list[StreamingQuery]) -> None:
 def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
     spark.dataSource.register(KinesisDataSource)
     warehouse = args.warehouse
-    checkpoints = args.checkpoints or f"{warehouse.rstrip('/')}/_checkpoints"
+    checkpoints = args.checkpoints or layout.checkpoints_root(warehouse)
     for table in args.tables:
         clean_schema, quarantine_schema = output_schemas(spark, table)
         name = settings.delta_table(table)
-        ensure_table(spark, name, table_path(warehouse, name), clean_schema, ("ind", "arrival_time"))
-    quarantine = quarantine_table_name(settings)
-    ensure_table(spark, quarantine, table_path(warehouse, quarantine), quarantine_schema, ("arrival_time",))
+        ensure_table(spark, name, layout.table_path(warehouse, name), clean_schema, ("ind", "arrival_time"))
+    quarantine = settings.stream_quarantine_table
+    ensure_table(spark, quarantine, layout.table_path(warehouse, quarantine), quarantine_schema, ("arrival_time",))
 
     def start(table: str) -> StreamingQuery:
         return start_query(spark, settings, table, warehouse, checkpoints, args)
@@ -413,7 +406,7 @@ def local_storage_conf(paths: list[str]) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.stream", description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", default=f"s3a://{settings.bucket}/delta", help="root of the Delta tables")
+    parser.add_argument("--warehouse", default=settings.warehouse_uri, help="root of the Delta tables")
     parser.add_argument("--checkpoints", default=None, help="checkpoint root (default: <warehouse>/_checkpoints)")
     parser.add_argument("--trigger-seconds", type=float, default=1.0, help="micro-batch interval (default 1 s)")
     parser.add_argument(

@@ -13,6 +13,7 @@ to Parquet). Wall time, and peak memory as the largest summed RSS of the engine'
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
+from pipeline.layout import input_glob  # noqa: E402
 from pipeline.settings import TABLES, load_settings  # noqa: E402
 from spark_jobs.synthetic import write_topic_files  # noqa: E402
 
@@ -33,12 +35,12 @@ BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Spark batch"
 PYTHON = sys.executable
 DUCKDB_RUN = """
-import sys, duckdb
+import json, sys, duckdb
 from spark_jobs import duckdb_reference as ref
-root, results, user_id = sys.argv[1:4]
+globs, results = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 2").fetchall()
-ref.tables(con, {t: f"{root}/topics/{user_id}.{t}/partition=*/*.json" for t in ("pin", "geo", "user")})
+ref.tables(con, globs)
 for name, sql in ref.QUERIES.items():
     con.execute(f"COPY ({sql}) TO '{results}/{name}.parquet' (FORMAT parquet)").fetchall()
 """
@@ -117,7 +119,7 @@ def main() -> int:
     if not stamp.exists():
         print(f"bench: generating {args.rows:,} posts in {files} ...", flush=True)
         started = time.monotonic()
-        written = write_topic_files(files, settings.pipeline_user_id, posts=args.rows, seed=args.seed)
+        written = write_topic_files(files, settings, posts=args.rows, seed=args.seed)
         stamp.touch()
         print(f"bench: {written} lines in {time.monotonic() - started:.0f} s", flush=True)
     input_mb = sum(p.stat().st_size for p in files.rglob("*.json")) / 1024**2
@@ -132,10 +134,9 @@ def main() -> int:
     )  # fmt: skip
     print(f"bench: Spark {spark_wall:.1f} s, peak {spark_peak / 1024**2:.0f} MB", flush=True)
     (workdir / "duckdb").mkdir(exist_ok=True)
+    globs = {table: input_glob(str(files), settings.topic(table), table) for table in TABLES}
     print("bench: DuckDB ...", flush=True)
-    duck_wall, duck_peak = measure(
-        [PYTHON, "-c", DUCKDB_RUN, str(files), str(workdir / "duckdb"), settings.pipeline_user_id], env
-    )
+    duck_wall, duck_peak = measure([PYTHON, "-c", DUCKDB_RUN, json.dumps(globs), str(workdir / "duckdb")], env)
     print(f"bench: DuckDB {duck_wall:.1f} s, peak {duck_peak / 1024**2:.0f} MB", flush=True)
     wall_ratio, memory_ratio = spark_wall / duck_wall, spark_peak / max(duck_peak, 1)
     print(f"bench: Spark/DuckDB wall {wall_ratio:.2f}x, memory {memory_ratio:.2f}x (goal: wall within 3x)")

@@ -21,8 +21,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from pipeline.kafka_clients import kafka_python_config
+from pipeline.layout import TOPICS_PREFIX, count_lines, parse_object_key, topic_prefix
 from pipeline.settings import Settings, get_settings
-from services.audit.layout import count_lines, parse_object_key, topic_prefix
 
 MAX_RANGES_SHOWN = 5
 
@@ -184,7 +184,7 @@ def _ranges(ranges: list[tuple[int, int]]) -> str:
 def render(settings: Settings, report: AuditReport) -> str:
     width = max([len(p.topic) for p in report.partitions] + [5])
     lines = [
-        f"audit of s3://{settings.bucket}/topics/ against Kafka {settings.kafka_bootstrap_servers}",
+        f"audit of s3://{settings.bucket}/{TOPICS_PREFIX} against Kafka {settings.kafka_bootstrap_servers}",
         f"{'topic':<{width}}  part  earliest       end   objects  in S3   missing  duplicated  not-json",
     ]
     for p in report.partitions:
