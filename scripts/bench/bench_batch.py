@@ -5,7 +5,7 @@
 Generates N posts (all three tables, realistic rows from the seed generator plus wire-level dirt) as JSON
 lines in the S3 sink's layout on local disk, then runs each engine in its own process: Spark via
 `python -m spark_jobs.batch` (clean, de-duplicate, nine queries, Parquet results, quarantine, report.html; JVM
-start-up included), DuckDB via spark_jobs/duckdb_reference.py with 2 threads (same cleaning and queries, results
+start-up included), DuckDB via tests/support/duckdb_reference.py with 2 threads (same cleaning and queries, results
 to Parquet). Wall time, and peak memory as the largest summed RSS of the engine's process tree (sampled every
 0.2 s from /proc), go to stdout and, unless --no-append, to docs/BENCHMARKS.md under "Spark batch".
 """
@@ -29,14 +29,14 @@ from results import machine, record_row  # noqa: E402  (scripts/bench/results.py
 
 from pipeline.layout import input_glob  # noqa: E402
 from pipeline.settings import TABLES, load_settings  # noqa: E402
-from spark_jobs.synthetic import write_topic_files  # noqa: E402
+from tests.support.synthetic import write_topic_files  # noqa: E402
 
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Spark batch"
 PYTHON = sys.executable
 DUCKDB_RUN = """
 import json, sys, duckdb
-from spark_jobs import duckdb_reference as ref
+from tests.support import duckdb_reference as ref
 globs, results = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 2").fetchall()
@@ -150,7 +150,7 @@ def main() -> int:
         note = (
             "`scripts/bench/bench_batch.py --rows N`: the whole job (read JSON, validate and quarantine, clean,\n"
             "de-duplicate, nine queries, Parquet + report) in Spark `local[2]` (JVM start included) against DuckDB\n"
-            "running the same cleaning and queries (spark_jobs/duckdb_reference.py) with 2 threads on the same files.\n"
+            "running the same cleaning and queries (tests/support/duckdb_reference.py) with 2 threads on the same files.\n"
             "Peak memory: largest summed RSS of each engine's process tree. Goal: Spark within 3x of DuckDB's wall time.\n"
             "The load average shows how busy the (shared) machine was when the run started."
         )

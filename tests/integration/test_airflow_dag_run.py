@@ -15,7 +15,7 @@ import pytest
 
 from orchestration import tasks
 from pipeline.settings import Settings, load_settings
-from spark_jobs.synthetic import write_topic_files
+from tests.support.synthetic import write_topic_files
 
 DAG_RUN_USER_ID = "7e57c0de0a1f"
 

@@ -1,4 +1,4 @@
-"""The Spark batch job against an independent engine: DuckDB SQL (spark_jobs/duckdb_reference.py, written from
+"""The Spark batch job against an independent engine: DuckDB SQL (tests/support/duckdb_reference.py, written from
 docs/contract.md alone) over the same generated topic files (10,000 posts, re-sends and quarantine-bound records included)
 must give the same counts and, for every query, the same columns, types and rows as the Parquet the job wrote."""
 
@@ -12,9 +12,10 @@ import pytest
 
 from pipeline.layout import input_glob
 from pipeline.settings import TABLES, load_settings
-from spark_jobs import batch, duckdb_reference
+from spark_jobs import batch
 from spark_jobs.queries import QUERIES
-from spark_jobs.synthetic import write_topic_files
+from tests.support import duckdb_reference
+from tests.support.synthetic import write_topic_files
 
 POSTS = 10_000
 ARROW_TO_DUCKDB = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR", "large_string": "VARCHAR"}

@@ -94,7 +94,7 @@ def test_callers_use_the_shared_configuration(iam_settings, signed_tokens):
     assert producer["enable.idempotence"] is True
     assert kafka_service_clients.kafka_python_config is kafka_python_config
 
-    import services.audit.__main__ as audit
+    import services.audit.sink_audit as audit
     import services.provision.kafka as provision_kafka
 
     assert provision_kafka.kafka_python_config is kafka_python_config

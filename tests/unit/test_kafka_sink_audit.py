@@ -1,6 +1,6 @@
 """The audit's offset arithmetic (no services needed); the key layout it reads is tested in test_layout.py."""
 
-from services.audit.__main__ import PartitionAudit, compare
+from services.audit.sink_audit import PartitionAudit, compare
 
 
 def audited(earliest: int, end: int, intervals: list[tuple[int, int]]) -> PartitionAudit:

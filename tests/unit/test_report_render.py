@@ -13,10 +13,10 @@ import duckdb
 import pytest
 
 from pipeline.settings import REPO_ROOT, TABLES, load_settings
-from spark_jobs import duckdb_reference
 from spark_jobs.queries import QUERIES
 from spark_jobs.report import render_report
-from spark_jobs.synthetic import write_topic_files
+from tests.support import duckdb_reference
+from tests.support.synthetic import write_topic_files
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
