@@ -20,24 +20,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipeline import layout
 from pipeline.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
-# docs/contract.md §5: the batch job writes each result as Parquet to <results>/<name>/.
-QUERY_NAMES = (
-    "popular_category_by_country",
-    "popular_category_by_year",
-    "top_user_by_country",
-    "country_with_top_user",
-    "popular_category_by_age_group",
-    "median_followers_by_age_group",
-    "users_joined_by_year",
-    "median_followers_by_join_year",
-    "median_followers_by_join_year_and_age_group",
-)
-INPUT_PREFIX = "topics/"
-RESULTS_PREFIX = "analytics/"
 BATCH_JOB_FILE = REPO_ROOT / "spark_jobs" / "batch.py"
 BATCH_JOB_TIMEOUT = timedelta(hours=2)
 
@@ -70,12 +57,12 @@ def _objects(client, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
 def new_input_objects(settings: Settings, since: datetime | None, client=None) -> list[str]:
     """Keys of the sink's JSON objects under `topics/<id>.*` modified at or after `since` (all when None)."""
     client = client or _s3_client(settings)
-    topic_prefixes = tuple(f"{INPUT_PREFIX}{topic}/" for topic in settings.topics)
+    topic_prefixes = tuple(layout.topic_prefix(topic) for topic in settings.topics)
     return [
         item["Key"]
-        for item in _objects(client, settings.bucket, INPUT_PREFIX)
+        for item in _objects(client, settings.bucket, layout.TOPICS_PREFIX)
         if item["Key"].startswith(topic_prefixes)
-        and item["Key"].endswith(".json")
+        and item["Key"].endswith(layout.OBJECT_SUFFIX)
         and (since is None or item["LastModified"] >= since)
     ]
 
@@ -87,7 +74,7 @@ def wait_for_new_objects(prev_start_date_success: datetime | None = None) -> boo
     since = datetime.fromisoformat(prev_start_date_success.isoformat()) if prev_start_date_success else None
     keys = new_input_objects(settings, since)
     when = since.isoformat() if since else "the beginning (no successful run yet)"
-    log.info("%d new object(s) in s3://%s/%s since %s", len(keys), settings.bucket, INPUT_PREFIX, when)
+    log.info("%d new object(s) in s3://%s/%s since %s", len(keys), settings.bucket, layout.TOPICS_PREFIX, when)
     return bool(keys)
 
 
@@ -172,8 +159,8 @@ def databricks_submit_run_kwargs(settings: Settings) -> dict[str, Any]:
             "notebook_path": settings.databricks_notebook_path,
             "base_parameters": {
                 "pipeline_user_id": settings.pipeline_user_id,
-                "input": f"s3a://{settings.bucket}/{INPUT_PREFIX}",
-                "results": f"s3a://{settings.bucket}/{RESULTS_PREFIX}",
+                "input": layout.s3a_uri(settings.bucket, layout.TOPICS_PREFIX),
+                "results": layout.s3a_uri(settings.bucket, layout.RESULTS_PREFIX),
                 "logical_date": "{{ ds }}",
             },
         },
@@ -193,10 +180,10 @@ def result_row_counts(settings: Settings, client=None) -> dict[str, int | None]:
     """Rows per query result (from the Parquet footers), None for a query with no Parquet file."""
     client = client or _s3_client(settings)
     counts: dict[str, int | None] = {}
-    for name in QUERY_NAMES:
+    for name in layout.QUERY_NAMES:
         parts = [
             item["Key"]
-            for item in _objects(client, settings.bucket, f"{RESULTS_PREFIX}{name}/")
+            for item in _objects(client, settings.bucket, layout.result_prefix(name))
             if item["Key"].endswith(".parquet")
         ]
         if not parts:
@@ -210,14 +197,16 @@ def check_results() -> dict[str, int]:
     """Fail unless all nine results are in the bucket; log (and return, as XCom) each one's row count."""
     settings = get_settings()
     counts = result_row_counts(settings)
-    location = f"s3://{settings.bucket}/{RESULTS_PREFIX}"
+    location = f"s3://{settings.bucket}/{layout.RESULTS_PREFIX}"
     for name, rows in counts.items():
         log.info("%-46s %s", name, "MISSING" if rows is None else f"{rows} rows")
     missing = [name for name, rows in counts.items() if rows is None]
     if missing:
-        raise MissingResultsError(f"{len(missing)} of {len(QUERY_NAMES)} results missing in {location}: {missing}")
+        raise MissingResultsError(
+            f"{len(missing)} of {len(layout.QUERY_NAMES)} results missing in {location}: {missing}"
+        )
     empty = [name for name, rows in counts.items() if rows == 0]
     if empty:
         log.warning("results with no rows (is the input too small?): %s", ", ".join(empty))
-    log.info("all %d results present in %s", len(QUERY_NAMES), location)
+    log.info("all %d results present in %s", len(layout.QUERY_NAMES), location)
     return {name: rows for name, rows in counts.items() if rows is not None}

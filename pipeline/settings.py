@@ -4,8 +4,9 @@ Everything is read from the environment and `.env` (pydantic-settings). `PIPELIN
 at the native/docker stack on 127.0.0.1; `PIPELINE_TARGET=aws` drops every local endpoint so boto3 and the Kafka
 clients resolve real AWS endpoints from the region and the usual AWS environment.
 
-Names derived from the user id (topics, bucket, streams, Delta tables, DAG id) are properties here and nowhere
-else, so a reader finds the whole naming contract (docs/contract.md) in one file.
+Names derived from the user id (topics, bucket, streams, Delta tables, DAG id, AWS resource names) are properties
+here and nowhere else, so a reader finds the whole naming contract (docs/contract.md) in one file; where objects go
+inside the bucket is `pipeline/layout.py`. Services' ports come from their URLs here too, with one default each.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline import layout
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("pin", "geo", "user")
@@ -25,6 +29,12 @@ SOURCE_TABLES = {"pin": "pinterest_data", "geo": "geolocation_data", "user": "us
 USER_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 LOCAL_HOST = "127.0.0.1"
 ENDPOINT_FIELDS = ("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_kinesis")
+# Each local service's port when its URL names none.
+REST_PROXY_PORT = 8082
+CONNECT_PORT = 8083
+LOCALSTACK_PORT = 4566
+KINESIS_MOCK_PORT = 4567
+S3_STORE_PORT = 9000
 
 
 class Settings(BaseSettings):
@@ -59,24 +69,24 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_partitions: int = Field(3, ge=1, le=1000)
     kafka_auth: Literal["plaintext", "iam"] = "plaintext"
-    rest_proxy_url: str = f"http://{LOCAL_HOST}:8082"
+    rest_proxy_url: str = f"http://{LOCAL_HOST}:{REST_PROXY_PORT}"
     # REST proxy producer: largest record accepted (bigger ones get 413), batching delay, delivery deadline.
     rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
     rest_proxy_linger_ms: int = Field(2, ge=0, le=1000)
     rest_proxy_delivery_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
-    connect_url: str = f"http://{LOCAL_HOST}:8083"
+    connect_url: str = f"http://{LOCAL_HOST}:{CONNECT_PORT}"
     # S3 sink rotation: an object is written at this many records, or when its first record is this old.
     s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
     s3_sink_rotate_interval_ms: int = Field(3000, ge=100, le=3_600_000)
 
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
     aws_region: str = "us-east-1"
-    aws_endpoint_url: str | None = f"http://{LOCAL_HOST}:4566"
+    aws_endpoint_url: str | None = f"http://{LOCAL_HOST}:{LOCALSTACK_PORT}"
     # S3 is served by a durable S3-compatible store natively (LocalStack's open-source S3 forgets on restart).
-    aws_endpoint_url_s3: str | None = f"http://{LOCAL_HOST}:9000"
+    aws_endpoint_url_s3: str | None = f"http://{LOCAL_HOST}:{S3_STORE_PORT}"
     # Kinesis natively is LocalStack's own backend (kinesis-mock) on a fixed port, called directly: the same streams
     # API Gateway writes to through LocalStack, at a third of the cost per call (services/localstack/site).
-    aws_endpoint_url_kinesis: str | None = f"http://{LOCAL_HOST}:4567"
+    aws_endpoint_url_kinesis: str | None = f"http://{LOCAL_HOST}:{KINESIS_MOCK_PORT}"
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
 
@@ -146,8 +156,12 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         return [self.topic(t) for t in TABLES]
 
+    @property
+    def stream_prefix(self) -> str:
+        return f"streaming-{self.pipeline_user_id}-"
+
     def stream(self, table: str) -> str:
-        return f"streaming-{self.pipeline_user_id}-{_check_table(table)}"
+        return f"{self.stream_prefix}{_check_table(table)}"
 
     @property
     def streams(self) -> list[str]:
@@ -161,12 +175,57 @@ class Settings(BaseSettings):
         return f"{self.pipeline_user_id}_{_check_table(table)}_table"
 
     @property
+    def delta_tables(self) -> list[str]:
+        return [self.delta_table(t) for t in TABLES]
+
+    @property
+    def stream_quarantine_table(self) -> str:
+        return f"{self.pipeline_user_id}_stream_quarantine_table"
+
+    @property
     def dag_id(self) -> str:
         return f"{self.pipeline_user_id}_dag"
 
     @property
     def connector_name(self) -> str:
         return f"{self.pipeline_user_id}-s3-sink"
+
+    @property
+    def api_name(self) -> str:
+        return f"{self.pipeline_user_id}-pinterest-api"
+
+    @property
+    def role_name(self) -> str:
+        """API Gateway's execution role (it writes to Kinesis)."""
+        return f"{self.pipeline_user_id}-kinesis-access-role"
+
+    @property
+    def usage_plan_name(self) -> str:
+        return f"{self.pipeline_user_id}-pinterest-usage-plan"
+
+    @property
+    def api_key_name(self) -> str:
+        return f"{self.pipeline_user_id}-pinterest-api-key"
+
+    def streams_arn(self, partition: str, account: str) -> str:
+        """The IAM resource matching every stream of this user (`streaming-<id>-*`) in the region."""
+        return f"arn:{partition}:kinesis:{self.aws_region}:{account}:stream/{self.stream_prefix}*"
+
+    # --- locations in the bucket (pipeline/layout.py) -----------------------------------------------------------
+    @property
+    def bucket_uri(self) -> str:
+        """The bucket as Spark reads it; the batch job's default input (it holds `topics/`)."""
+        return layout.s3a_uri(self.bucket)
+
+    @property
+    def results_uri(self) -> str:
+        """The batch job's default results root."""
+        return layout.s3a_uri(self.bucket, layout.RESULTS_DIR)
+
+    @property
+    def warehouse_uri(self) -> str:
+        """The streaming job's default root of its Delta tables."""
+        return layout.s3a_uri(self.bucket, layout.DELTA_DIR)
 
     # --- endpoints ---------------------------------------------------------------------------------------------
     @property
@@ -176,6 +235,41 @@ class Settings(BaseSettings):
     @property
     def kinesis_endpoint_url(self) -> str | None:
         return self.aws_endpoint_url_kinesis or self.aws_endpoint_url
+
+    @property
+    def rest_proxy_port(self) -> int:
+        return _port(self.rest_proxy_url, REST_PROXY_PORT)
+
+    @property
+    def connect_address(self) -> tuple[str, int]:
+        """Host and port of Kafka Connect's REST API."""
+        return urlsplit(self.connect_url).hostname or self.bind_host, _port(self.connect_url, CONNECT_PORT)
+
+    @property
+    def localstack_port(self) -> int:
+        return _port(self.aws_endpoint_url, LOCALSTACK_PORT)
+
+    @property
+    def localstack_url(self) -> str:
+        """LocalStack's own endpoint, also on the aws target (where the endpoint settings are unset)."""
+        return self.aws_endpoint_url or f"http://{self.bind_host}:{LOCALSTACK_PORT}"
+
+    @property
+    def kinesis_mock_port(self) -> int:
+        """kinesis-mock's fixed port, from `AWS_ENDPOINT_URL_KINESIS`."""
+        return _port(self.aws_endpoint_url_kinesis, KINESIS_MOCK_PORT)
+
+    @property
+    def kinesis_mock_url(self) -> str:
+        return self.kinesis_endpoint_url or f"http://{self.bind_host}:{KINESIS_MOCK_PORT}"
+
+    @property
+    def s3_store_port(self) -> int:
+        return _port(self.aws_endpoint_url_s3, S3_STORE_PORT)
+
+    @property
+    def s3_store_url(self) -> str:
+        return self.aws_endpoint_url_s3 or f"http://{self.bind_host}:{S3_STORE_PORT}"
 
     @property
     def mysql_address(self) -> str:
@@ -270,6 +364,10 @@ def _check_table(table: str) -> str:
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}")
     return table
+
+
+def _port(url: str | None, default: int) -> int:
+    return (urlsplit(url).port if url else None) or default
 
 
 def _is_local(url: str) -> bool:

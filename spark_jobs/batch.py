@@ -27,6 +27,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from pipeline import layout
 from pipeline.settings import TABLES, Settings, get_settings
 from spark_jobs import cleaning
 from spark_jobs.queries import run_queries
@@ -67,14 +68,6 @@ def quiet_glob_warning(spark: SparkSession) -> None:
     )
 
 
-def input_glob(root: str, settings: Settings, table: str) -> str:
-    """The sink's files for `table` under `root` (a bucket URI or a folder holding `topics/`).
-    A root containing `{topic}` or `{table}` is used as the pattern itself."""
-    if "{topic}" in root or "{table}" in root:
-        return root.format(topic=settings.topic(table), table=table)
-    return f"{root.rstrip('/')}/topics/{settings.topic(table)}/partition=*/*.json"
-
-
 def read_records(spark: SparkSession, path: str) -> DataFrame:
     """One row per JSON line: `value` plus the file it came from (kept for quarantined records)."""
     return spark.read.text(path).select("value", F.col("_metadata.file_path").alias("source_file"))
@@ -100,7 +93,7 @@ def prepare_table(spark: SparkSession, table: str, path: str, quarantine_path: s
 
 
 def write_report(page: str, results_root: str, settings: Settings) -> str:
-    target = f"{results_root.rstrip('/')}/report.html"
+    target = layout.report_path(results_root)
     if target.startswith("s3a://") or target.startswith("s3://"):
         import boto3  # only the S3 path needs it
 
@@ -123,14 +116,17 @@ def run(spark: SparkSession, settings: Settings, input_root: str, results_root: 
     results_root = results_root.rstrip("/")
     tables = {
         table: prepare_table(
-            spark, table, input_glob(input_root, settings, table), f"{results_root}/quarantine/{table}"
+            spark,
+            table,
+            layout.input_glob(input_root, settings.topic(table), table),
+            layout.quarantine_path(results_root, table),
         )
         for table in TABLES
     }
     frames: dict[str, pd.DataFrame] = {}
     for name, result in run_queries(*(tables[t].table for t in TABLES)).items():
         result = result.persist()
-        result.coalesce(1).write.mode("overwrite").parquet(f"{results_root}/{name}")
+        result.coalesce(1).write.mode("overwrite").parquet(layout.result_path(results_root, name))
         frames[name] = result.toPandas()
         result.unpersist()
     counts = {table: tables[table].counts() for table in TABLES}
@@ -157,14 +153,14 @@ def print_summary(summary: dict[str, object], results_root: str) -> None:
             f"duplicates dropped {counts['duplicates_dropped']:>7}  rows {counts['rows']:>9}"
         )
     for name, rows in summary["results"].items():  # type: ignore[union-attr]
-        print(f"  {results_root.rstrip('/')}/{name}/  {rows} rows")
+        print(f"  {layout.result_path(results_root, name)}/  {rows} rows")
     print(f"  report: {summary['report']}")
 
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.batch", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", default=f"s3a://{settings.bucket}", help="bucket URI or folder holding topics/")
-    parser.add_argument("--results", default=f"s3a://{settings.bucket}/analytics", help="results root")
+    parser.add_argument("--input", default=settings.bucket_uri, help="bucket URI or folder holding topics/")
+    parser.add_argument("--results", default=settings.results_uri, help="results root")
     parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[*])")
     return parser.parse_args(argv)
 

@@ -8,26 +8,11 @@ functions the batch job uses (spark_jobs/cleaning.py). Each micro-batch appends 
 columns `shard_id, sequence_number, arrival_time`, to the table's Delta table and the records that fail to parse,
 with the reason, to `<id>_stream_quarantine_table`. Tables live under `s3a://<bucket>/delta/<name>` (or
 `--warehouse`) and are registered in the session catalog by name; any other session can read them by path or call
-`register_tables`.
+`spark_jobs.delta_writer.register_tables`.
 
-Exactly-once, also across `kill -9`: the source replays a logged micro-batch with exactly the same records (offsets
-are concrete sequence numbers), and every Delta commit of a batch is marked with `userMetadata` =
-`{"app": "stream-<table>-<query id>", "batch": <batch id>}` (the query id lives in its checkpoint). A writer that
-starts (or restarts) reads the newest commits of each table once (`DeltaTable.history`, no table scan), learns the
-last batch its query committed there, and skips a replayed batch it already committed; afterwards it keeps that
-number in memory. Why not Delta's own `txnAppId`/`txnVersion` options (what the Delta streaming sink uses): in Delta
-4.4 each such write looks the version up in the table's full state (`Snapshot.setTransactions` ignores the copy in
-the .crc file), i.e. three extra Spark jobs per write: measured 1.0-2.0 s per append against 0.5-0.6 s without, on
-2 cores, and the streaming latency goal (p95 < 5 s at a 1 s trigger) cannot absorb that three times per trigger.
-Assumption this relies on: each table is written by this job only, and a replayed batch's commit is among the
-newest `HISTORY_SCAN` commits of the table (a replay is the first batch after a restart). Why foreachBatch rather
-than a plain Delta sink: one read of Kinesis feeds two tables (clean rows and quarantine) atomically per table.
-The tables checkpoint their log every `CHECKPOINT_INTERVAL` commits (Delta's default, 10, costs a 3-4 s checkpoint
-every 10 s of a 1 s trigger).
-
-No de-duplication here, deliberately: docs/contract.md §6 asks for every Kinesis record exactly once, and a post the emulator
-re-sends is a new Kinesis record (new sequence number). The batch job's `drop_duplicate_records` is for analytics;
-readers wanting one row per post apply it (or a MERGE) to these tables.
+This module is the job's command line: it starts the queries and watches them. The transformations are in
+spark_jobs/stream_transforms.py; the tables and their exactly-once writer (also across `kill -9`) in
+spark_jobs/delta_writer.py.
 
 `--until-idle N` stops once every query has seen no new record for N seconds (tests, benchmarks); without it the
 job runs until SIGINT or SIGTERM (`make stream-stop` sends SIGINT, which the Spark JVM ignores), then stops the
@@ -44,29 +29,23 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyspark.sql import DataFrame, Observation, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.types import StructType
 
+from pipeline import layout
 from pipeline.settings import REPO_ROOT, TABLES, Settings, get_settings
-from spark_jobs import cleaning
-from spark_jobs.kinesis_source import SCHEMA as KINESIS_SCHEMA
+from spark_jobs.delta_writer import BatchWriter, ensure_table
 from spark_jobs.kinesis_source import KinesisDataSource
 from spark_jobs.session import build_spark, require_jars
+from spark_jobs.stream_transforms import kinesis_records, output_schemas, prepare
 
-LINEAGE_COLUMNS = ("shard_id", "sequence_number", "arrival_time")
-QUARANTINE_COLUMNS = ("source_table", "value", "reason", *LINEAGE_COLUMNS, "stream")
 STATUS_INTERVAL_SECONDS = 2.0
 # Spark cannot lengthen its 10 s wait for a Python worker to connect back; on a loaded machine a query may fail
 # to start and is retried.
 MAX_QUERY_RESTARTS = 5
-HISTORY_SCAN = 1000  # commits read back when a writer starts, to find the last batch its query committed
-CHECKPOINT_INTERVAL = 100
 STREAM_CONF = {
     "spark.sql.shuffle.partitions": "2",
     "spark.driver.memory": "1g",
@@ -79,179 +58,14 @@ STREAM_CONF = {
 }
 
 
-def quarantine_table_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}_stream_quarantine_table"
-
-
-def table_path(warehouse: str, name: str) -> str:
-    return f"{warehouse.rstrip('/')}/{name}"
-
-
-# --- transformations (pure DataFrame -> DataFrame) --------------------------------------------------------------
-def kinesis_records(df: DataFrame) -> DataFrame:
-    """The source's columns -> `value` (the record's JSON text) plus lineage, the input cleaning.py expects."""
-    return df.select(
-        F.col("data").cast("string").alias(cleaning.VALUE_COLUMN),
-        F.col("shardId").alias("shard_id"),
-        F.col("sequenceNumber").alias("sequence_number"),
-        F.col("approximateArrivalTimestamp").alias("arrival_time"),
-        F.col("stream"),
-    )
-
-
-def prepare(records: DataFrame, table: str) -> DataFrame:
-    """`kinesis_records` -> every record parsed, flagged and cleaned in one row-wise projection: the cleaned
-    columns, the lineage, and `value` plus `quarantine_reason` (set for records to quarantine, whose cleaned columns
-    are then meaningless). The streaming query applies it once, when it starts, so a micro-batch builds no plan in
-    Python: building the cleaning plan through py4j and re-analysing it inside foreachBatch cost 2-4 s per batch on
-    2 cores. The cleaning functions are row-wise and null-safe (`try_cast`), so running them on records that will be
-    quarantined changes nothing for the valid ones (tests/unit/test_stream_transform.py compares with batch)."""
-    return cleaning.parse_and_flag(records, table).transform(cleaning.clean, table)
-
-
-def clean_rows(prepared: DataFrame, table: str) -> DataFrame:
-    """Valid records, cleaned exactly as the batch job cleans them, with the lineage columns last."""
-    return prepared.where(F.col(cleaning.REASON_COLUMN).isNull()).select(
-        *cleaning.CLEAN_COLUMNS[table], *LINEAGE_COLUMNS
-    )
-
-
-def quarantine_rows(prepared: DataFrame, table: str) -> DataFrame:
-    return prepared.where(F.col(cleaning.REASON_COLUMN).isNotNull()).select(
-        F.lit(table).alias("source_table"),
-        cleaning.VALUE_COLUMN,
-        F.col(cleaning.REASON_COLUMN).alias("reason"),
-        *QUARANTINE_COLUMNS[3:],
-    )
-
-
-def output_schemas(spark: SparkSession, table: str) -> tuple[StructType, StructType]:
-    """(clean table schema, quarantine schema), derived from the transformations themselves."""
-    prepared = prepare(kinesis_records(spark.createDataFrame([], KINESIS_SCHEMA)), table)
-    return clean_rows(prepared, table).schema, quarantine_rows(prepared, table).schema
-
-
-# --- tables -----------------------------------------------------------------------------------------------------
-def table_properties(stats_columns: Sequence[str]) -> dict[str, str]:
-    """Delta properties of the streaming tables.
-
-    - `delta.checkpointInterval`: see the module docstring.
-    - `delta.dataSkippingStatsColumns`: Delta collects min/max/null-count statistics for data skipping while it
-      writes each file, by default for the first 32 columns. Every write task generates code for those expressions,
-      about 1.5-4 s per micro-batch on 2 cores for the wide clean tables (measured with JFR, 2026-11-26). The stream
-      tables keep statistics for the columns readers filter on: the post's `ind` and the arrival time.
-    """
-    return {
-        "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
-        "delta.dataSkippingStatsColumns": ",".join(stats_columns),
-    }
-
-
-def ensure_table(spark: SparkSession, name: str, path: str, schema: StructType, stats_columns: Sequence[str]) -> None:
-    """Create the Delta table at `path` if missing, with `table_properties`, and register `name` for it in this
-    session's catalog."""
-    from delta.tables import DeltaTable
-
-    DeltaTable.createIfNotExists(spark).tableName(name).location(path).addColumns(schema).execute()
-    # Set apart from creation: createIfNotExists refuses an existing table whose properties differ (tables made
-    # before a property was introduced), and a commit only when a value is not already there.
-    current = DeltaTable.forPath(spark, path).detail().first()["properties"] or {}
-    missing = {key: value for key, value in table_properties(stats_columns).items() if current.get(key) != value}
-    if missing:
-        settings = ", ".join(f"'{key}' = '{value}'" for key, value in missing.items())
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
-
-
-def register_tables(spark: SparkSession, settings: Settings, warehouse: str) -> dict[str, str]:
-    """Make the streaming tables readable by name in `spark` (for other jobs, notebooks, tests): name -> path."""
-    names = [settings.delta_table(t) for t in TABLES] + [quarantine_table_name(settings)]
-    registered = {}
-    for name in names:
-        path = table_path(warehouse, name)
-        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{path}'")
-        registered[name] = path
-    return registered
-
-
-# --- queries ----------------------------------------------------------------------------------------------------
-def batch_marker(app_id: str, batch_id: int) -> str:
-    """The `userMetadata` of a streaming commit: which query (app) wrote it, for which micro-batch."""
-    return json.dumps({"app": app_id, "batch": batch_id}, separators=(",", ":"))
-
-
-def last_committed_batch(user_metadata: Iterable[str | None], app_id: str) -> int:
-    """The batch id of the newest commit of `app_id` among commits' userMetadata, newest first; -1 if none."""
-    for value in user_metadata:
-        if not value or not value.startswith("{"):
-            continue
-        try:
-            marker = json.loads(value)
-        except ValueError:
-            continue
-        if isinstance(marker, dict) and marker.get("app") == app_id and isinstance(marker.get("batch"), int):
-            return marker["batch"]
-    return -1
-
-
-class BatchWriter:
-    """foreachBatch body for one table: its batch is already `prepare`d; append the clean rows and the quarantined
-    rows, each exactly once."""
-
-    def __init__(self, table: str, table_path_: str, quarantine_path: str, checkpoint: str) -> None:
-        self.table, self.table_path, self.quarantine_path, self.checkpoint = (
-            table,
-            table_path_,
-            quarantine_path,
-            checkpoint,
-        )
-        self.query_id: str | None = None
-        self.committed: dict[str, int] = {}  # table path -> last batch id this query committed there
-
-    def _app_id(self, spark: SparkSession) -> str:
-        # The query id lives in the checkpoint, so it survives restarts and changes when the checkpoint is reset.
-        if self.query_id is None:
-            metadata = spark.read.text(f"{self.checkpoint}/metadata").first()
-            self.query_id = json.loads(metadata[0])["id"]
-        return f"stream-{self.table}-{self.query_id}"
-
-    def _last_committed(self, spark: SparkSession, path: str, app_id: str) -> int:
-        if path not in self.committed:
-            from delta.tables import DeltaTable
-
-            history = DeltaTable.forPath(spark, path).history(HISTORY_SCAN).select("userMetadata").collect()
-            self.committed[path] = last_committed_batch((row[0] for row in history), app_id)
-        return self.committed[path]
-
-    def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        # One Spark job per batch in the common case: the clean write also counts the records to quarantine
-        # (`observe`), so no separate count (with its shuffle) and no cache are needed. The rare batch with records
-        # to quarantine reads its records a second time (the source hands the same records again).
-        spark = batch.sparkSession
-        app_id = self._app_id(spark)
-        quarantined: int | None = None
-        if batch_id > self._last_committed(spark, self.table_path, app_id):
-            counts = Observation(f"{self.table}_batch_{batch_id}")
-            observed = batch.observe(counts, F.count(F.col(cleaning.REASON_COLUMN)).alias("quarantined"))
-            self._append(clean_rows(observed, self.table), self.table_path, app_id, batch_id)
-            quarantined = counts.get["quarantined"]
-        if batch_id > self._last_committed(spark, self.quarantine_path, app_id):
-            bad = quarantine_rows(batch, self.table)
-            if quarantined if quarantined is not None else not bad.isEmpty():
-                self._append(bad, self.quarantine_path, app_id, batch_id)
-
-    def _append(self, frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
-        frame.write.format("delta").mode("append").option("userMetadata", batch_marker(app_id, batch_id)).save(path)
-        self.committed[path] = batch_id
-
-
 def start_query(
     spark: SparkSession, settings: Settings, table: str, warehouse: str, checkpoints: str, args: argparse.Namespace
 ) -> StreamingQuery:
-    checkpoint = f"{checkpoints.rstrip('/')}/{table}"
+    checkpoint = layout.checkpoint_path(checkpoints, table)
     writer = BatchWriter(
         table,
-        table_path(warehouse, settings.delta_table(table)),
-        table_path(warehouse, quarantine_table_name(settings)),
+        layout.table_path(warehouse, settings.delta_table(table)),
+        layout.table_path(warehouse, settings.stream_quarantine_table),
         checkpoint,
     )
     source = (
@@ -307,13 +121,13 @@ def write_status(path: Path, queries: list[StreamingQuery]) -> None:
 def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> int:
     spark.dataSource.register(KinesisDataSource)
     warehouse = args.warehouse
-    checkpoints = args.checkpoints or f"{warehouse.rstrip('/')}/_checkpoints"
+    checkpoints = args.checkpoints or layout.checkpoints_root(warehouse)
     for table in args.tables:
         clean_schema, quarantine_schema = output_schemas(spark, table)
         name = settings.delta_table(table)
-        ensure_table(spark, name, table_path(warehouse, name), clean_schema, ("ind", "arrival_time"))
-    quarantine = quarantine_table_name(settings)
-    ensure_table(spark, quarantine, table_path(warehouse, quarantine), quarantine_schema, ("arrival_time",))
+        ensure_table(spark, name, layout.table_path(warehouse, name), clean_schema, ("ind", "arrival_time"))
+    quarantine = settings.stream_quarantine_table
+    ensure_table(spark, quarantine, layout.table_path(warehouse, quarantine), quarantine_schema, ("arrival_time",))
 
     def start(table: str) -> StreamingQuery:
         return start_query(spark, settings, table, warehouse, checkpoints, args)
@@ -413,7 +227,7 @@ def local_storage_conf(paths: list[str]) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m spark_jobs.stream", description=__doc__.splitlines()[0])
-    parser.add_argument("--warehouse", default=f"s3a://{settings.bucket}/delta", help="root of the Delta tables")
+    parser.add_argument("--warehouse", default=settings.warehouse_uri, help="root of the Delta tables")
     parser.add_argument("--checkpoints", default=None, help="checkpoint root (default: <warehouse>/_checkpoints)")
     parser.add_argument("--trigger-seconds", type=float, default=1.0, help="micro-batch interval (default 1 s)")
     parser.add_argument(

@@ -5,7 +5,7 @@
 Generates N posts (all three tables, realistic rows from the seed generator plus wire-level dirt) as JSON
 lines in the S3 sink's layout on local disk, then runs each engine in its own process: Spark via
 `python -m spark_jobs.batch` (clean, de-duplicate, nine queries, Parquet results, quarantine, report.html; JVM
-start-up included), DuckDB via spark_jobs/duckdb_reference.py with 2 threads (same cleaning and queries, results
+start-up included), DuckDB via tests/support/duckdb_reference.py with 2 threads (same cleaning and queries, results
 to Parquet). Wall time, and peak memory as the largest summed RSS of the engine's process tree (sampled every
 0.2 s from /proc), go to stdout and, unless --no-append, to docs/BENCHMARKS.md under "Spark batch".
 """
@@ -13,6 +13,7 @@ to Parquet). Wall time, and peak memory as the largest summed RSS of the engine'
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,19 +27,20 @@ sys.path.insert(0, str(REPO))
 
 from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
 
+from pipeline.layout import input_glob  # noqa: E402
 from pipeline.settings import TABLES, load_settings  # noqa: E402
-from spark_jobs.synthetic import write_topic_files  # noqa: E402
+from tests.support.synthetic import write_topic_files  # noqa: E402
 
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Spark batch"
 PYTHON = sys.executable
 DUCKDB_RUN = """
-import sys, duckdb
-from spark_jobs import duckdb_reference as ref
-root, results, user_id = sys.argv[1:4]
+import json, sys, duckdb
+from tests.support import duckdb_reference as ref
+globs, results = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
 con.execute("SET threads = 2").fetchall()
-ref.tables(con, {t: f"{root}/topics/{user_id}.{t}/partition=*/*.json" for t in ("pin", "geo", "user")})
+ref.tables(con, globs)
 for name, sql in ref.QUERIES.items():
     con.execute(f"COPY ({sql}) TO '{results}/{name}.parquet' (FORMAT parquet)").fetchall()
 """
@@ -117,7 +119,7 @@ def main() -> int:
     if not stamp.exists():
         print(f"bench: generating {args.rows:,} posts in {files} ...", flush=True)
         started = time.monotonic()
-        written = write_topic_files(files, settings.pipeline_user_id, posts=args.rows, seed=args.seed)
+        written = write_topic_files(files, settings, posts=args.rows, seed=args.seed)
         stamp.touch()
         print(f"bench: {written} lines in {time.monotonic() - started:.0f} s", flush=True)
     input_mb = sum(p.stat().st_size for p in files.rglob("*.json")) / 1024**2
@@ -132,10 +134,9 @@ def main() -> int:
     )  # fmt: skip
     print(f"bench: Spark {spark_wall:.1f} s, peak {spark_peak / 1024**2:.0f} MB", flush=True)
     (workdir / "duckdb").mkdir(exist_ok=True)
+    globs = {table: input_glob(str(files), settings.topic(table), table) for table in TABLES}
     print("bench: DuckDB ...", flush=True)
-    duck_wall, duck_peak = measure(
-        [PYTHON, "-c", DUCKDB_RUN, str(files), str(workdir / "duckdb"), settings.pipeline_user_id], env
-    )
+    duck_wall, duck_peak = measure([PYTHON, "-c", DUCKDB_RUN, json.dumps(globs), str(workdir / "duckdb")], env)
     print(f"bench: DuckDB {duck_wall:.1f} s, peak {duck_peak / 1024**2:.0f} MB", flush=True)
     wall_ratio, memory_ratio = spark_wall / duck_wall, spark_peak / max(duck_peak, 1)
     print(f"bench: Spark/DuckDB wall {wall_ratio:.2f}x, memory {memory_ratio:.2f}x (goal: wall within 3x)")
@@ -149,7 +150,7 @@ def main() -> int:
         note = (
             "`scripts/bench/bench_batch.py --rows N`: the whole job (read JSON, validate and quarantine, clean,\n"
             "de-duplicate, nine queries, Parquet + report) in Spark `local[2]` (JVM start included) against DuckDB\n"
-            "running the same cleaning and queries (spark_jobs/duckdb_reference.py) with 2 threads on the same files.\n"
+            "running the same cleaning and queries (tests/support/duckdb_reference.py) with 2 threads on the same files.\n"
             "Peak memory: largest summed RSS of each engine's process tree. Goal: Spark within 3x of DuckDB's wall time.\n"
             "The load average shows how busy the (shared) machine was when the run started."
         )

@@ -15,9 +15,9 @@ import boto3
 from confluent_kafka import Consumer, Producer, TopicPartition
 from results import record_row  # scripts/bench/results.py (run as a script)
 
+from pipeline.layout import count_lines, parse_object_key, topic_prefix
 from pipeline.settings import REPO_ROOT, load_settings
-from services.audit.__main__ import audit, render
-from services.audit.layout import count_lines, parse_object_key, topic_prefix
+from services.audit.sink_audit import audit, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
 

@@ -65,7 +65,7 @@ class DeltaPoller:
 
     def __init__(self, warehouse: Path, settings: Settings, period: float = 0.2) -> None:
         self.logs = {t: warehouse / settings.delta_table(t) / "_delta_log" for t in TABLES}
-        self.logs[QUARANTINE] = warehouse / f"{settings.pipeline_user_id}_stream_quarantine_table" / "_delta_log"
+        self.logs[QUARANTINE] = warehouse / settings.stream_quarantine_table / "_delta_log"
         self.seen: dict[tuple[str, int], float] = {}
         self.read_commits: set[Path] = set()
         self.period = period

@@ -8,7 +8,6 @@ services/s3_sink into <state>/jars/connect-plugins. Connectors are registered by
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -28,13 +27,8 @@ def config_path(settings: Settings) -> Path:
     return settings.run_dir / "connect" / "worker.properties"
 
 
-def rest_address(settings: Settings) -> tuple[str, int]:
-    url = urlsplit(settings.connect_url)
-    return url.hostname or settings.bind_host, url.port or 8083
-
-
 def worker_properties(settings: Settings) -> dict[str, str]:
-    host, port = rest_address(settings)
+    host, port = settings.connect_address
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
         "group.id": "pipeline-connect",
@@ -88,7 +82,7 @@ def ready(settings: Settings) -> None:
 
 
 def service(settings: Settings) -> Service:
-    _host, port = rest_address(settings)
+    _host, port = settings.connect_address
     return Service(
         name="connect",
         command=kafka.java_command(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import boto3
 import httpx
@@ -23,8 +22,6 @@ from botocore.config import Config
 from pipeline.settings import REPO_ROOT, Settings
 from services.contract import NotReady, Service
 
-DEFAULT_PORT = 4566
-DEFAULT_KINESIS_PORT = 4567
 SITE_DIR = REPO_ROOT / "services" / "localstack" / "site"  # sitecustomize.py: kinesis-mock on a fixed port
 SERVICES = "kinesis,apigateway,sts,iam"
 # kinesis-mock rewrites its whole state (every record still retained, 24 h) each interval, blocking its event loop
@@ -56,32 +53,11 @@ def installed_libs(settings: Settings) -> Path:
     return venv_dir(settings) / "filesystem-root" / "usr"
 
 
-def _port(endpoint: str | None, default: int) -> int:
-    return (urlsplit(endpoint).port if endpoint else None) or default
-
-
-def listen_port(settings: Settings) -> int:
-    return _port(settings.aws_endpoint_url, DEFAULT_PORT)
-
-
-def endpoint_url(settings: Settings) -> str:
-    return settings.aws_endpoint_url or f"http://{settings.bind_host}:{DEFAULT_PORT}"
-
-
-def kinesis_port(settings: Settings) -> int:
-    """kinesis-mock's fixed port, from `AWS_ENDPOINT_URL_KINESIS` (or 4567 when that is unset)."""
-    return _port(settings.aws_endpoint_url_kinesis, DEFAULT_KINESIS_PORT)
-
-
-def kinesis_endpoint_url(settings: Settings) -> str:
-    return settings.kinesis_endpoint_url or f"http://{settings.bind_host}:{DEFAULT_KINESIS_PORT}"
-
-
 def environment(settings: Settings) -> dict[str, str]:
     return {
         "OVERRIDE_IN_DOCKER": "0",
         "FILESYSTEM_ROOT": str(filesystem_root(settings)),
-        "GATEWAY_LISTEN": f"{settings.bind_host}:{listen_port(settings)}",
+        "GATEWAY_LISTEN": f"{settings.bind_host}:{settings.localstack_port}",
         "GATEWAY_SERVER": "hypercorn",
         "DNS_ADDRESS": "0",
         "DISABLE_EVENTS": "1",
@@ -96,7 +72,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "AWS_DEFAULT_REGION": settings.aws_region,
         # services/localstack/site/sitecustomize.py: the default account's kinesis-mock listens on this port, where
         # AWS_ENDPOINT_URL_KINESIS points (it binds every interface, as LocalStack's random port did).
-        "KINESIS_MOCK_PORT": str(kinesis_port(settings)),
+        "KINESIS_MOCK_PORT": str(settings.kinesis_mock_port),
         "PYTHONPATH": str(SITE_DIR),
     }
 
@@ -133,7 +109,7 @@ def list_all_streams(client) -> set[str]:
 
 
 def ready(settings: Settings) -> None:
-    health_url = f"{endpoint_url(settings).rstrip('/')}/_localstack/health"
+    health_url = f"{settings.localstack_url.rstrip('/')}/_localstack/health"
     try:
         health = httpx.get(health_url, timeout=2.0).json()
     except (httpx.HTTPError, ValueError) as error:
@@ -144,11 +120,11 @@ def ready(settings: Settings) -> None:
         raise NotReady(f"{health_url}: not running yet: {', '.join(not_running)}")
     # The first Kinesis call through LocalStack starts kinesis-mock, which loads the persisted streams.
     try:
-        through_localstack = list_all_streams(kinesis_client(settings, endpoint=endpoint_url(settings)))
+        through_localstack = list_all_streams(kinesis_client(settings, endpoint=settings.localstack_url))
     except Exception as error:  # any failure means "Kinesis not serving yet"
-        raise NotReady(f"Kinesis ListStreams on {endpoint_url(settings)} failed: {error}") from error
-    direct = kinesis_endpoint_url(settings)
-    if direct.rstrip("/") == endpoint_url(settings).rstrip("/"):
+        raise NotReady(f"Kinesis ListStreams on {settings.localstack_url} failed: {error}") from error
+    direct = settings.kinesis_mock_url
+    if direct.rstrip("/") == settings.localstack_url.rstrip("/"):
         return
     try:
         served = list_all_streams(kinesis_client(settings, endpoint=direct))
@@ -158,8 +134,8 @@ def ready(settings: Settings) -> None:
         ) from error
     if served != through_localstack:
         raise NotReady(
-            f"Kinesis on {direct} serves other streams than LocalStack's Kinesis on {endpoint_url(settings)} "
-            f"({len(served)} against {len(through_localstack)}): is another kinesis-mock on port {kinesis_port(settings)}? "
+            f"Kinesis on {direct} serves other streams than LocalStack's Kinesis on {settings.localstack_url} "
+            f"({len(served)} against {len(through_localstack)}): is another kinesis-mock on port {settings.kinesis_mock_port}? "
             "Stop it, or set AWS_ENDPOINT_URL_KINESIS to a free port."
         )
 
@@ -178,11 +154,11 @@ def service(settings: Settings) -> Service:
             "-m",
             "localstack.runtime.main",
         ],
-        ports=(listen_port(settings), kinesis_port(settings)),
+        ports=(settings.localstack_port, settings.kinesis_mock_port),
         ready=ready,
         where=(
-            f"{endpoint_url(settings)} (LocalStack 4.9.2: {SERVICES}); Kinesis (kinesis-mock) also at "
-            f"{kinesis_endpoint_url(settings)}, state in {kinesis_state_dir(settings)}"
+            f"{settings.localstack_url} (LocalStack 4.9.2: {SERVICES}); Kinesis (kinesis-mock) also at "
+            f"{settings.kinesis_mock_url}, state in {kinesis_state_dir(settings)}"
         ),
         prepare=prepare,
         env=environment(settings),

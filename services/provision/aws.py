@@ -103,23 +103,6 @@ class ProvisionError(SystemExit):
     """A configuration problem found before any resource is touched; exits with a message, no traceback."""
 
 
-# --- names -----------------------------------------------------------------------------------------------------
-def api_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}-pinterest-api"
-
-
-def role_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}-kinesis-access-role"
-
-
-def usage_plan_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}-pinterest-usage-plan"
-
-
-def api_key_name(settings: Settings) -> str:
-    return f"{settings.pipeline_user_id}-pinterest-api-key"
-
-
 def invoke_url(settings: Settings, api_id: str) -> str:
     """Where clients call the stage: AWS's per-API DNS name, or the path form every endpoint override answers."""
     if settings.pipeline_target == "aws" or not settings.aws_endpoint_url:
@@ -209,7 +192,7 @@ def trust_policy() -> dict[str, Any]:
 def kinesis_policy(settings: Settings, role_arn: str) -> dict[str, Any]:
     """What the API may do in Kinesis: list everything, touch only this user's `streaming-<id>-*` streams."""
     partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
-    streams = f"arn:{partition}:kinesis:{settings.aws_region}:{account}:stream/streaming-{settings.pipeline_user_id}-*"
+    streams = settings.streams_arn(partition, account)
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -232,7 +215,7 @@ def kinesis_policy(settings: Settings, role_arn: str) -> dict[str, Any]:
 
 def _ensure_role(settings: Settings) -> tuple[str, str]:
     iam = _client(settings, "iam")
-    name = role_name(settings)
+    name = settings.role_name
     trust = json.dumps(trust_policy())
     try:
         role = iam.get_role(RoleName=name)["Role"]
@@ -320,7 +303,7 @@ def build_openapi(settings: Settings, role_arn: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.1",
         "info": {
-            "title": api_name(settings),
+            "title": settings.api_name,
             "description": "Pinterest pipeline front door: Kafka REST proxy (/{proxy+}) and Kinesis (/streams)",
             "version": "1",
         },
@@ -357,7 +340,7 @@ def _rest_apis(apigw) -> Iterator[dict[str, Any]]:
 
 
 def _ensure_rest_api(settings: Settings, apigw) -> tuple[str, list[str]]:
-    name = api_name(settings)
+    name = settings.api_name
     found = [api for api in _rest_apis(apigw) if api["name"] == name]
     if found:
         found.sort(key=lambda api: api.get("createdDate") or 0)
@@ -420,7 +403,7 @@ def _api_key_value(settings: Settings) -> str:
 
 def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
     value = _api_key_value(settings)
-    name = api_key_name(settings)
+    name = settings.api_key_name
     keys = [k for k in apigw.get_api_keys(nameQuery=name, includeValues=True).get("items", []) if k["name"] == name]
     key = next((k for k in keys if k.get("value") == value), None)
     for stale in (k for k in keys if k is not key):
@@ -430,7 +413,7 @@ def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
     elif not key.get("enabled", True):
         apigw.update_api_key(apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}])
 
-    plan_name = usage_plan_name(settings)
+    plan_name = settings.usage_plan_name
     stage = {"apiId": api_id, "stage": settings.api_stage}
     plan = next((p for p in apigw.get_usage_plans().get("items", []) if p["name"] == plan_name), None)
     if plan is None:
@@ -460,16 +443,16 @@ def provision_api(settings: Settings, dry_run: bool) -> list[str]:
             "must reach the Kafka REST proxy over the network. Set REST_PROXY_URL to the proxy's address "
             "(for example http://<ec2-public-dns>:8082)."
         )
-    name = api_name(settings)
+    name = settings.api_name
     if dry_run:
         lines = [
-            f"would ensure execution role {role_name(settings)} (trust apigateway.amazonaws.com; Kinesis access)",
+            f"would ensure execution role {settings.role_name} (trust apigateway.amazonaws.com; Kinesis access)",
             f"would create or overwrite REST API {name}: /{{proxy+}} ANY -> {settings.rest_proxy_url}/{{proxy}}; "
             "/streams GET, /streams/{stream-name} GET|POST|DELETE, /record PUT, /records PUT -> Kinesis",
             f"would deploy stage {settings.api_stage} and write the invoke URL to {settings.invoke_url_file}",
         ]
         if settings.api_key_required:
-            lines.append(f"would require x-api-key (usage plan {usage_plan_name(settings)})")
+            lines.append(f"would require x-api-key (usage plan {settings.usage_plan_name})")
         return lines
 
     role_arn, role_line = _ensure_role(settings)

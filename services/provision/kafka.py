@@ -14,6 +14,7 @@ import httpx
 from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
+from pipeline import layout
 from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import Settings
 
@@ -64,7 +65,7 @@ def connector_config(settings: Settings) -> dict[str, str]:
         "s3.region": settings.aws_region,
         "store.url": endpoint,
         "s3.path.style.access.enabled": "true" if endpoint else "false",
-        "topics.dir": "topics",
+        "topics.dir": layout.TOPICS_DIR,
         "flush.size": str(settings.s3_sink_flush_size),
         "rotate.interval.ms": str(settings.s3_sink_rotate_interval_ms),
     }
@@ -120,6 +121,6 @@ def provision_connector(settings: Settings, dry_run: bool) -> list[str]:
                 raise SystemExit(f"PUT /connectors/{name}/config answered {response.status_code}: {response.text}")
             action = "created" if response.status_code == 201 else "updated"
         return [
-            f"connector {name} {action}: {','.join(settings.topics)} -> s3://{settings.bucket}/topics/",
+            f"connector {name} {action}: {','.join(settings.topics)} -> s3://{settings.bucket}/{layout.TOPICS_PREFIX}",
             _wait_running(client, name),
         ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -21,7 +20,6 @@ from pipeline.settings import REPO_ROOT, Settings
 from services.contract import NotReady, Service
 
 PROPERTIES = Path(__file__).with_name("s3proxy.properties")
-DEFAULT_PORT = 9000
 JVM_OPTIONS = (
     "-Xms32m",
     "-Xmx384m",
@@ -45,15 +43,6 @@ def jar_path(settings: Settings) -> Path:
     folder = settings.tools_dir / "jars" / "s3proxy"
     found = sorted(folder.glob("s3proxy-*-jar-with-dependencies.jar"))
     return found[-1] if found else folder / "s3proxy-jar-with-dependencies.jar"
-
-
-def listen_port(settings: Settings) -> int:
-    endpoint = settings.aws_endpoint_url_s3
-    return (urlsplit(endpoint).port if endpoint else None) or DEFAULT_PORT
-
-
-def endpoint_url(settings: Settings) -> str:
-    return settings.aws_endpoint_url_s3 or f"http://{settings.bind_host}:{DEFAULT_PORT}"
 
 
 def _java() -> str:
@@ -83,11 +72,11 @@ def ready(settings: Settings) -> None:
     try:
         s3_client(settings, timeout=2.0).list_buckets()
     except Exception as error:  # any failure means "not serving S3 yet"
-        raise NotReady(f"ListBuckets on {endpoint_url(settings)} failed: {error}") from error
+        raise NotReady(f"ListBuckets on {settings.s3_store_url} failed: {error}") from error
 
 
 def service(settings: Settings) -> Service:
-    port = listen_port(settings)
+    port = settings.s3_store_port
     command = [
         sys.executable,
         "-m",
@@ -109,7 +98,7 @@ def service(settings: Settings) -> Service:
         command=command,
         ports=(port,),
         ready=ready,
-        where=f"{endpoint_url(settings)} (S3Proxy, path-style; objects in {store_dir(settings)})",
+        where=f"{settings.s3_store_url} (S3Proxy, path-style; objects in {store_dir(settings)})",
         prepare=prepare,
         directory=REPO_ROOT,
         ready_timeout=60,

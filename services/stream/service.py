@@ -42,8 +42,8 @@ def service(settings: Settings) -> Service:
         ports=(),
         ready=ready,
         where=(
-            f"Kinesis {', '.join(settings.streams)} -> Delta s3a://{settings.bucket}/delta/ "
-            f"({', '.join(settings.delta_table(t) for t in ('pin', 'geo', 'user'))}); status {settings.stream_status_file}"
+            f"Kinesis {', '.join(settings.streams)} -> Delta {settings.warehouse_uri}/ "
+            f"({', '.join(settings.delta_tables)}); status {settings.stream_status_file}"
         ),
         depends_on=("s3", "localstack"),
         env={"PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"},

@@ -15,7 +15,7 @@ import pytest
 
 from orchestration import tasks
 from pipeline.settings import Settings, load_settings
-from spark_jobs.synthetic import write_topic_files
+from tests.support.synthetic import write_topic_files
 
 DAG_RUN_USER_ID = "7e57c0de0a1f"
 
@@ -38,7 +38,7 @@ def fresh_bucket(run_settings: Settings):
     else:
         client.create_bucket(Bucket=bucket)
     with tempfile.TemporaryDirectory() as folder:
-        write_topic_files(Path(folder), DAG_RUN_USER_ID, posts=500, seed=11)
+        write_topic_files(Path(folder), run_settings, posts=500, seed=11)
         for path in Path(folder).rglob("*.json"):
             client.upload_file(str(path), bucket, path.relative_to(folder).as_posix())
     return client

@@ -19,8 +19,8 @@ import pytest
 from pipeline.settings import TABLES, load_settings
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
-from spark_jobs import duckdb_reference
 from spark_jobs.queries import QUERIES
+from tests.support import duckdb_reference
 
 BATCH_USER_ID = "7e57c0deba7c"
 DATABASE = "pinterest_data_batch_test"

@@ -11,8 +11,8 @@ import boto3
 import pytest
 
 from emulator.sampling import draws
+from pipeline.layout import parse_object_key
 from pipeline.settings import TABLES, load_settings
-from services.audit.layout import parse_object_key
 
 USER = "7e57c0dee2e0"
 DATABASE = "pinterest_data_e2e"

@@ -24,9 +24,9 @@ import pytest
 from confluent_kafka import Producer
 from stack import Stack, StackError
 
+from pipeline.layout import parse_object_key, topic_prefix
 from pipeline.settings import Settings, load_settings
-from services.audit.__main__ import audit_until_complete, kafka_offsets, render
-from services.audit.layout import parse_object_key, topic_prefix
+from services.audit.sink_audit import audit_until_complete, kafka_offsets, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
 

@@ -167,7 +167,7 @@ def test_reprovisioning_keeps_one_api_and_the_invoke_url(gateway):
     assert settings.resolved_invoke_url() == url
     apigw = boto3.client("apigateway", **settings.boto3_client_kwargs("apigateway"))
     names = [api["name"] for api in apigw.get_rest_apis(limit=500)["items"]]
-    assert names.count(aws.api_name(settings)) == 1
+    assert names.count(settings.api_name) == 1
     assert httpx.get(f"{url}/streams", timeout=30).status_code == 200
     # The overwritten definition still validates bodies (its validator replaced the old one).
     stream = settings.stream("pin")
@@ -242,14 +242,14 @@ def test_api_key_is_required_when_configured(gateway, tmp_path_factory):
 
 def _delete_api(settings: Settings, apigw) -> None:
     for plan in apigw.get_usage_plans()["items"]:
-        if plan["name"] == aws.usage_plan_name(settings):
+        if plan["name"] == settings.usage_plan_name:
             stages = [f"{s['apiId']}:{s['stage']}" for s in plan.get("apiStages", [])]
             operations = [{"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]
             if operations:
                 apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=operations)
             apigw.delete_usage_plan(usagePlanId=plan["id"])
-    for key in apigw.get_api_keys(nameQuery=aws.api_key_name(settings))["items"]:
+    for key in apigw.get_api_keys(nameQuery=settings.api_key_name)["items"]:
         apigw.delete_api_key(apiKey=key["id"])
     for api in apigw.get_rest_apis(limit=500)["items"]:
-        if api["name"] == aws.api_name(settings):
+        if api["name"] == settings.api_name:
             apigw.delete_rest_api(restApiId=api["id"])

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from pipeline.layout import count_lines, parse_object_key, topic_prefix
 from pipeline.settings import REPO_ROOT, Settings, load_settings
-from services.audit.__main__ import audit_until_complete, render
-from services.audit.layout import count_lines, parse_object_key, topic_prefix
+from services.audit.sink_audit import audit_until_complete, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
 

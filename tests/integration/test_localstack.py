@@ -15,7 +15,7 @@ import pytest
 from stack import stack_settings
 
 from pipeline.settings import Settings
-from services.localstack.service import SERVICES, endpoint_url, kinesis_client, kinesis_endpoint_url, ready
+from services.localstack.service import SERVICES, kinesis_client, ready
 
 STREAM = "streaming-7e57c0de0001-durability"
 
@@ -86,7 +86,7 @@ def _read_all(settings: Settings, endpoint: str | None = None) -> set[str]:
 
 
 def test_health_lists_the_services_running(localstack):
-    health = httpx.get(f"{endpoint_url(localstack)}/_localstack/health", timeout=10).json()
+    health = httpx.get(f"{localstack.localstack_url}/_localstack/health", timeout=10).json()
     assert health["version"] == "4.9.2"
     for name in SERVICES.split(","):
         assert health["services"][name] in ("running", "available"), name
@@ -96,13 +96,13 @@ def test_health_lists_the_services_running(localstack):
 def test_the_kinesis_endpoint_is_localstacks_own_kinesis_backend(localstack):
     """AWS_ENDPOINT_URL_KINESIS (kinesis-mock on its fixed port) and LocalStack's Kinesis serve the same streams:
     records put through either door are read, all of them, through both."""
-    assert kinesis_endpoint_url(localstack) != endpoint_url(localstack), "the stack calls kinesis-mock directly"
+    assert localstack.kinesis_mock_url != localstack.localstack_url, "the stack calls kinesis-mock directly"
     _ensure_stream(localstack)
     run = uuid.uuid4().hex[:8]
-    sent = _put(localstack, f"{run}-ls", 10, endpoint=endpoint_url(localstack))
-    sent |= _put(localstack, f"{run}-direct", 10, endpoint=kinesis_endpoint_url(localstack))
-    through_localstack = {key for key in _read_all(localstack, endpoint_url(localstack)) if key.startswith(run)}
-    direct = {key for key in _read_all(localstack, kinesis_endpoint_url(localstack)) if key.startswith(run)}
+    sent = _put(localstack, f"{run}-ls", 10, endpoint=localstack.localstack_url)
+    sent |= _put(localstack, f"{run}-direct", 10, endpoint=localstack.kinesis_mock_url)
+    through_localstack = {key for key in _read_all(localstack, localstack.localstack_url) if key.startswith(run)}
+    direct = {key for key in _read_all(localstack, localstack.kinesis_mock_url) if key.startswith(run)}
     assert through_localstack == direct == sent
 
 

@@ -85,7 +85,7 @@ def test_clients_built_by_the_code_have_no_local_endpoint(aws):
 
 
 def test_kinesis_source_for_spark_uses_aws(aws):
-    from spark_jobs.kinesis_source import KinesisOptions
+    from spark_jobs.kinesis_fetch import KinesisOptions
 
     options = KinesisOptions.parse({"streamName": aws.stream("pin"), "initialPosition": "earliest"})
     assert options.endpoint_url is None

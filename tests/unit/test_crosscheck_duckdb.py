@@ -1,4 +1,4 @@
-"""The Spark batch job against an independent engine: DuckDB SQL (spark_jobs/duckdb_reference.py, written from
+"""The Spark batch job against an independent engine: DuckDB SQL (tests/support/duckdb_reference.py, written from
 docs/contract.md alone) over the same generated topic files (10,000 posts, re-sends and quarantine-bound records included)
 must give the same counts and, for every query, the same columns, types and rows as the Parquet the job wrote."""
 
@@ -10,10 +10,12 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.layout import input_glob
 from pipeline.settings import TABLES, load_settings
-from spark_jobs import batch, duckdb_reference
+from spark_jobs import batch
 from spark_jobs.queries import QUERIES
-from spark_jobs.synthetic import write_topic_files
+from tests.support import duckdb_reference
+from tests.support.synthetic import write_topic_files
 
 POSTS = 10_000
 ARROW_TO_DUCKDB = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR", "large_string": "VARCHAR"}
@@ -23,10 +25,10 @@ ARROW_TO_DUCKDB = {"int32": "INTEGER", "int64": "BIGINT", "string": "VARCHAR", "
 def run(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("crosscheck")
     settings = load_settings(pipeline_user_id="7e57c0de0001")
-    written = write_topic_files(root / "bucket", settings.pipeline_user_id, posts=POSTS, seed=11)
+    written = write_topic_files(root / "bucket", settings, posts=POSTS, seed=11)
     summary = batch.run(spark, settings, str(root / "bucket"), str(root / "results"))
     connection = duckdb.connect()
-    globs = {t: batch.input_glob(str(root / "bucket"), settings, t) for t in TABLES}
+    globs = {t: input_glob(str(root / "bucket"), settings.topic(t), t) for t in TABLES}
     reference_counts = duckdb_reference.tables(connection, globs)
     return {"root": root, "written": written, "summary": summary, "duckdb": connection, "counts": reference_counts}
 

@@ -92,7 +92,7 @@ def test_callers_use_the_shared_configuration(iam_settings, signed_tokens):
     assert producer["acks"] == "all"
     assert producer["enable.idempotence"] is True
 
-    import services.audit.__main__ as audit
+    import services.audit.sink_audit as audit
     import services.provision.kafka as provision_kafka
 
     assert provision_kafka.kafka_python_config is kafka_python_config

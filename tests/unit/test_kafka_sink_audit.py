@@ -1,39 +1,12 @@
-"""The audit's offset arithmetic and the Python mirror of the sink's key layout (no services needed)."""
+"""The audit's offset arithmetic (no services needed); the key layout it reads is tested in test_layout.py."""
 
-import pytest
-
-from services.audit.__main__ import PartitionAudit, compare
-from services.audit.layout import count_lines, object_key, parse_object_key
+from services.audit.sink_audit import PartitionAudit, compare
 
 
 def audited(earliest: int, end: int, intervals: list[tuple[int, int]]) -> PartitionAudit:
     entry = PartitionAudit("0a1b2c3d4e5f.pin", 0, earliest, end)
     compare(entry, intervals)
     return entry
-
-
-def test_key_layout_matches_spec_and_parses_back():
-    key = object_key("0a1b2c3d4e5f.pin", 2, 1000)
-    assert key == "topics/0a1b2c3d4e5f.pin/partition=2/0a1b2c3d4e5f.pin+2+0000001000.json"
-    assert parse_object_key(key) == ("0a1b2c3d4e5f.pin", 2, 1000)
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "topics/t/partition=0/t+0+12.json",  # not zero-padded
-        "topics/t/partition=1/t+0+0000000000.json",  # folder and file name disagree
-        "topics/t/partition=0/_SUCCESS",
-    ],
-)
-def test_foreign_keys_are_not_sink_objects(key):
-    assert parse_object_key(key) is None
-
-
-def test_lines_are_counted_with_or_without_final_newline():
-    assert count_lines(b"") == 0
-    assert count_lines(b"{}\n{}\n") == 2
-    assert count_lines(b"{}\n{}") == 2
 
 
 def test_contiguous_objects_are_clean():

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.exceptions import ClientError
 
+from spark_jobs import kinesis_fetch as kf
+from spark_jobs import kinesis_offsets as ko
 from spark_jobs import kinesis_source as ks
 
 STREAM = "streaming-7e57c0de0001-pin"
@@ -103,8 +105,8 @@ class FakeKinesis:
 def make_reader(fake: FakeKinesis, monkeypatch, **options: str) -> ks.KinesisStreamReader:
     # prefetch off: latestOffset fetches itself, so each step is deterministic (the thread has its own test).
     opts = {"streamName": STREAM, "initialPosition": "earliest", "minFetchPeriod": "0", "prefetch": "false", **options}
-    parsed = ks.KinesisOptions.parse(opts)
-    monkeypatch.setattr(ks.KinesisOptions, "client", lambda self: fake)
+    parsed = kf.KinesisOptions.parse(opts)
+    monkeypatch.setattr(kf.KinesisOptions, "client", lambda self: fake)
     return ks.KinesisStreamReader(parsed)
 
 
@@ -122,75 +124,75 @@ def keys(rows) -> list[tuple[str, str]]:
 
 # --- pure functions -------------------------------------------------------------------------------------------
 def test_resolve_start_positions():
-    assert ks.resolve_start("earliest", None, 5) == "TRIM_HORIZON"
-    assert ks.resolve_start("TRIM_HORIZON", None, 5) == "TRIM_HORIZON"
-    assert ks.resolve_start("latest", None, 1234) == "AT_TIMESTAMP:1234"
-    assert ks.resolve_start("at_timestamp", 99, 1234) == "AT_TIMESTAMP:99"
+    assert ko.resolve_start("earliest", None, 5) == "TRIM_HORIZON"
+    assert ko.resolve_start("TRIM_HORIZON", None, 5) == "TRIM_HORIZON"
+    assert ko.resolve_start("latest", None, 1234) == "AT_TIMESTAMP:1234"
+    assert ko.resolve_start("at_timestamp", 99, 1234) == "AT_TIMESTAMP:99"
     with pytest.raises(ValueError, match="timestamp"):
-        ks.resolve_start("at_timestamp", None, 1)
+        ko.resolve_start("at_timestamp", None, 1)
     with pytest.raises(ValueError, match="initialPosition"):
-        ks.resolve_start("oldest", None, 1)
+        ko.resolve_start("oldest", None, 1)
 
 
 def test_merge_adds_new_shards_and_drops_forgotten_ended_ones():
     offset = {
-        "a": ks.shard_state("TRIM_HORIZON", "5", ended=True),
-        "b": ks.shard_state("TRIM_HORIZON", "7"),
+        "a": ko.shard_state("TRIM_HORIZON", "5", ended=True),
+        "b": ko.shard_state("TRIM_HORIZON", "7"),
     }
-    merged = ks.merge_shards(offset, [ks.Shard("b"), ks.Shard("c", ("a",))])
-    assert merged == {"b": ks.shard_state("TRIM_HORIZON", "7"), "c": ks.shard_state("TRIM_HORIZON")}
+    merged = ko.merge_shards(offset, [ko.Shard("b"), ko.Shard("c", ("a",))])
+    assert merged == {"b": ko.shard_state("TRIM_HORIZON", "7"), "c": ko.shard_state("TRIM_HORIZON")}
     assert list(merged) == ["b", "c"]
 
 
 def test_children_wait_for_their_parents():
-    shards = [ks.Shard("p", closed=True), ks.Shard("c1", ("p",)), ks.Shard("c2", ("p",)), ks.Shard("x")]
-    offset = ks.initial_offset(shards, "TRIM_HORIZON")
-    assert ks.readable_shards(offset, shards) == ["p", "x"]
-    offset = ks.advance(offset, "p", "10", ended=True)
-    assert ks.readable_shards(offset, shards) == ["c1", "c2", "x"]
+    shards = [ko.Shard("p", closed=True), ko.Shard("c1", ("p",)), ko.Shard("c2", ("p",)), ko.Shard("x")]
+    offset = ko.initial_offset(shards, "TRIM_HORIZON")
+    assert ko.readable_shards(offset, shards) == ["p", "x"]
+    offset = ko.advance(offset, "p", "10", ended=True)
+    assert ko.readable_shards(offset, shards) == ["c1", "c2", "x"]
 
 
 def test_batch_ranges_skip_unchanged_and_empty_shards_and_include_new_ones():
     start = {
-        "a": ks.shard_state("TRIM_HORIZON", "10"),
-        "b": ks.shard_state("TRIM_HORIZON"),
-        "c": ks.shard_state("TRIM_HORIZON", "3"),
+        "a": ko.shard_state("TRIM_HORIZON", "10"),
+        "b": ko.shard_state("TRIM_HORIZON"),
+        "c": ko.shard_state("TRIM_HORIZON", "3"),
     }
     end = {
-        "a": ks.shard_state("TRIM_HORIZON", "20"),
-        "b": ks.shard_state("TRIM_HORIZON"),
-        "c": ks.shard_state("TRIM_HORIZON", "3"),
-        "d": ks.shard_state("TRIM_HORIZON", "40"),
+        "a": ko.shard_state("TRIM_HORIZON", "20"),
+        "b": ko.shard_state("TRIM_HORIZON"),
+        "c": ko.shard_state("TRIM_HORIZON", "3"),
+        "d": ko.shard_state("TRIM_HORIZON", "40"),
     }
-    assert ks.batch_ranges(start, end) == [
-        ks.ShardRange("a", start["a"], "20"),
-        ks.ShardRange("d", ks.shard_state("TRIM_HORIZON"), "40"),
+    assert ko.batch_ranges(start, end) == [
+        ko.ShardRange("a", start["a"], "20"),
+        ko.ShardRange("d", ko.shard_state("TRIM_HORIZON"), "40"),
     ]
     with pytest.raises(ValueError, match="backwards"):
-        ks.batch_ranges(end, start)
+        ko.batch_ranges(end, start)
 
 
 def test_iterator_requests():
-    assert ks.iterator_request(STREAM, "s", ks.shard_state("TRIM_HORIZON", "42"))["ShardIteratorType"] == (
+    assert ko.iterator_request(STREAM, "s", ko.shard_state("TRIM_HORIZON", "42"))["ShardIteratorType"] == (
         "AFTER_SEQUENCE_NUMBER"
     )
-    assert ks.iterator_request(STREAM, "s", ks.shard_state("TRIM_HORIZON"))["ShardIteratorType"] == "TRIM_HORIZON"
-    request = ks.iterator_request(STREAM, "s", ks.shard_state("AT_TIMESTAMP:1700000000000"))
+    assert ko.iterator_request(STREAM, "s", ko.shard_state("TRIM_HORIZON"))["ShardIteratorType"] == "TRIM_HORIZON"
+    request = ko.iterator_request(STREAM, "s", ko.shard_state("AT_TIMESTAMP:1700000000000"))
     assert request["ShardIteratorType"] == "AT_TIMESTAMP"
     assert request["Timestamp"] == datetime.fromtimestamp(1_700_000_000, UTC)
 
 
 def test_options_use_databricks_names_and_validate():
-    parsed = ks.KinesisOptions.parse(
+    parsed = kf.KinesisOptions.parse(
         {"streamName": STREAM, "initialPosition": "AT_TIMESTAMP", "timestamp": "2026-01-01T00:00:00"}
     )
     assert parsed.initial_position == "at_timestamp"
     assert parsed.timestamp_ms == int(EPOCH.timestamp() * 1000)
     assert parsed.endpoint_url  # from pipeline.settings (LocalStack locally)
     with pytest.raises(ValueError, match="streamName"):
-        ks.KinesisOptions.parse({})
+        kf.KinesisOptions.parse({})
     with pytest.raises(ValueError, match="initialPosition"):
-        ks.KinesisOptions.parse({"streamName": STREAM, "initialPosition": "nowish"})
+        kf.KinesisOptions.parse({"streamName": STREAM, "initialPosition": "nowish"})
 
 
 # --- reader against the fake ----------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def test_multiple_shards_and_an_empty_shard(monkeypatch):
     reader = make_reader(fake, monkeypatch)
     start = reader.initialOffset()
     end, rows = run_batch(reader, start)
-    assert end["s2"] == ks.shard_state("TRIM_HORIZON")  # empty shard: no position yet, no partition
+    assert end["s2"] == ko.shard_state("TRIM_HORIZON")  # empty shard: no position yet, no partition
     assert end["s0"]["seq"] == put["s0"][-1] and end["s1"]["seq"] == put["s1"][-1]
     assert sorted(keys(rows)) == sorted((s, q) for s, seqs in put.items() for q in seqs)
     assert {row[2] for row in rows} == {STREAM}
@@ -316,27 +318,27 @@ def rows_for(shard_id: str, seqs: list[int]) -> list[tuple]:
 
 
 def test_take_caps_each_shard_and_keeps_children_behind_their_parents():
-    position = {"p": ks.shard_state("TRIM_HORIZON", "10"), "q": ks.shard_state("TRIM_HORIZON", "5")}
+    position = {"p": ko.shard_state("TRIM_HORIZON", "10"), "q": ko.shard_state("TRIM_HORIZON", "5")}
     fetched = {
-        "p": ks.shard_state("TRIM_HORIZON", "13", ended=True),
-        "q": ks.shard_state("TRIM_HORIZON", "7"),
-        "c": ks.shard_state("TRIM_HORIZON", "21"),  # p's child, found by the fetcher
+        "p": ko.shard_state("TRIM_HORIZON", "13", ended=True),
+        "q": ko.shard_state("TRIM_HORIZON", "7"),
+        "c": ko.shard_state("TRIM_HORIZON", "21"),  # p's child, found by the fetcher
     }
-    shards = [ks.Shard("p", closed=True), ks.Shard("q"), ks.Shard("c", ("p",))]
+    shards = [ko.Shard("p", closed=True), ko.Shard("q"), ko.Shard("c", ("p",))]
     buffered = {"p": rows_for("p", [9, 10, 11, 12, 13]), "q": rows_for("q", [6, 7]), "c": rows_for("c", [20, 21])}
     # Cap 2: p takes 11-12 and is not ended (13 is left), so its child may not move yet.
-    end = ks.take(position, fetched, shards, buffered, cap=2)
+    end = ko.take(position, fetched, shards, buffered, cap=2)
     assert end == {
-        "p": ks.shard_state("TRIM_HORIZON", "12"),
-        "q": ks.shard_state("TRIM_HORIZON", "7"),
-        "c": ks.shard_state("TRIM_HORIZON"),
+        "p": ko.shard_state("TRIM_HORIZON", "12"),
+        "q": ko.shard_state("TRIM_HORIZON", "7"),
+        "c": ko.shard_state("TRIM_HORIZON"),
     }
     # Next batch: p's last record ends it, and in the same pass its child starts.
-    end2 = ks.take(end, fetched, shards, buffered, cap=2)
-    assert end2["p"] == ks.shard_state("TRIM_HORIZON", "13", ended=True)
-    assert end2["c"] == ks.shard_state("TRIM_HORIZON", "21") and end2["q"] == end["q"]
+    end2 = ko.take(end, fetched, shards, buffered, cap=2)
+    assert end2["p"] == ko.shard_state("TRIM_HORIZON", "13", ended=True)
+    assert end2["c"] == ko.shard_state("TRIM_HORIZON", "21") and end2["q"] == end["q"]
     # Kinesis forgets the ended parent: it leaves once fetching dropped it.
-    assert "p" not in ks.take(end2, {k: v for k, v in fetched.items() if k != "p"}, shards[1:], buffered, cap=2)
+    assert "p" not in ko.take(end2, {k: v for k, v in fetched.items() if k != "p"}, shards[1:], buffered, cap=2)
 
 
 def test_prefetch_thread_fetches_ahead_so_latest_offset_does_not_call_kinesis(monkeypatch):
@@ -435,8 +437,8 @@ def test_fetch_paces_calls_and_backs_off_on_throttling():
         return real_get_records(**kwargs)
 
     fake.get_records = timed_get_records
-    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=1)
-    fetcher = ks.ShardFetcher(fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, sleep, lambda: now[0])
+    options = kf.KinesisOptions(stream=STREAM, max_records_per_fetch=1)
+    fetcher = kf.ShardFetcher(fake, STREAM, "s0", ko.shard_state("TRIM_HORIZON"), options, sleep, lambda: now[0])
     fake.throttle_next = 3
     rows, caught_up = fetcher.fetch()
     assert len(rows) == 1 and not caught_up
@@ -471,8 +473,8 @@ def test_a_fetch_is_caught_up_without_chasing_a_moving_tip(records, behind, caug
             ]
             return {"Records": items, "NextShardIterator": "it", "MillisBehindLatest": behind}
 
-    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=10)
-    fetcher = ks.ShardFetcher(Client(), STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, lambda _: None)
+    options = kf.KinesisOptions(stream=STREAM, max_records_per_fetch=10)
+    fetcher = kf.ShardFetcher(Client(), STREAM, "s0", ko.shard_state("TRIM_HORIZON"), options, lambda _: None)
     rows, result = fetcher.fetch()
     assert len(rows) == records and result is caught_up
 
@@ -480,10 +482,10 @@ def test_a_fetch_is_caught_up_without_chasing_a_moving_tip(records, behind, caug
 def test_a_shard_is_polled_at_kinesis_pace_while_behind_and_less_often_when_idle():
     fake = FakeKinesis({"s0": ()})
     fake.put("s0", 3)
-    options = ks.KinesisOptions(stream=STREAM, max_records_per_fetch=2, min_fetch_period=0.2, poll_interval=0.5)
+    options = kf.KinesisOptions(stream=STREAM, max_records_per_fetch=2, min_fetch_period=0.2, poll_interval=0.5)
     now = [100.0]
-    fetcher = ks.ShardFetcher(
-        fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options, lambda _: None, lambda: now[0]
+    fetcher = kf.ShardFetcher(
+        fake, STREAM, "s0", ko.shard_state("TRIM_HORIZON"), options, lambda _: None, lambda: now[0]
     )
     due = []
     for _ in range(3):
@@ -498,7 +500,7 @@ def test_read_range_fails_loudly_when_logged_records_are_gone():
     fake = FakeKinesis({"s0": ()})
     fake.put("s0", 2)
     fake.split("s0", ("s1",))
-    options = ks.KinesisOptions(stream=STREAM, min_fetch_period=0)
-    fetcher = ks.ShardFetcher(fake, STREAM, "s0", ks.shard_state("TRIM_HORIZON"), options)
+    options = kf.KinesisOptions(stream=STREAM, min_fetch_period=0)
+    fetcher = kf.ShardFetcher(fake, STREAM, "s0", ko.shard_state("TRIM_HORIZON"), options)
     with pytest.raises(RuntimeError, match="retention"):
-        list(ks.read_range(fetcher, str(10**30)))
+        list(kf.read_range(fetcher, str(10**30)))

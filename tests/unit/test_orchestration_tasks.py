@@ -16,6 +16,7 @@ import pytest
 from moto import mock_aws
 
 from orchestration import tasks
+from pipeline import layout
 from pipeline.settings import Settings, load_settings
 
 USER_ID = "7e57c0de0001"
@@ -150,48 +151,40 @@ def test_run_local_batch_job_says_how_to_install_spark(settings: Settings, monke
 
 
 def test_result_row_counts_sums_parquet_parts_and_marks_missing(settings: Settings, s3) -> None:
-    first, second = tasks.QUERY_NAMES[:2]
+    first, second = layout.QUERY_NAMES[:2]
     s3.put_object(Bucket=settings.bucket, Key=f"analytics/{first}/part-0.parquet", Body=_parquet(3))
     s3.put_object(Bucket=settings.bucket, Key=f"analytics/{first}/part-1.parquet", Body=_parquet(4))
     s3.put_object(Bucket=settings.bucket, Key=f"analytics/{first}/_SUCCESS", Body=b"")
     s3.put_object(Bucket=settings.bucket, Key=f"analytics/{second}/_SUCCESS", Body=b"")
     counts = tasks.result_row_counts(settings, s3)
-    assert list(counts) == list(tasks.QUERY_NAMES)
+    assert list(counts) == list(layout.QUERY_NAMES)
     assert counts[first] == 7
     assert counts[second] is None
 
 
 def test_check_results_fails_naming_the_missing_queries(settings: Settings, s3, monkeypatch) -> None:
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)
-    for name in tasks.QUERY_NAMES[1:]:
+    for name in layout.QUERY_NAMES[1:]:
         s3.put_object(Bucket=settings.bucket, Key=f"analytics/{name}/part-0.parquet", Body=_parquet(1))
-    with pytest.raises(tasks.MissingResultsError, match=tasks.QUERY_NAMES[0]):
+    with pytest.raises(tasks.MissingResultsError, match=layout.QUERY_NAMES[0]):
         tasks.check_results()
 
 
 def test_check_results_returns_row_counts_of_all_nine(settings: Settings, s3, monkeypatch, caplog) -> None:
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)
-    for rows, name in enumerate(tasks.QUERY_NAMES):
+    for rows, name in enumerate(layout.QUERY_NAMES):
         s3.put_object(Bucket=settings.bucket, Key=f"analytics/{name}/part-0.parquet", Body=_parquet(rows))
     with caplog.at_level(logging.INFO, logger=tasks.log.name):
         counts = tasks.check_results()
-    assert counts == {name: rows for rows, name in enumerate(tasks.QUERY_NAMES)}
-    assert any("no rows" in message and tasks.QUERY_NAMES[0] in message for message in caplog.messages)
-
-
-def test_query_names_are_the_batch_job_s_nine() -> None:
-    # The Airflow venv cannot import spark_jobs (no pyspark there), so the names are listed twice; keep them equal.
-    from spark_jobs.queries import QUERIES
-
-    assert len(set(tasks.QUERY_NAMES)) == 9
-    assert list(tasks.QUERY_NAMES) == list(QUERIES)
+    assert counts == {name: rows for rows, name in enumerate(layout.QUERY_NAMES)}
+    assert any("no rows" in message and layout.QUERY_NAMES[0] in message for message in caplog.messages)
 
 
 def test_results_prefix_is_the_batch_job_s_default() -> None:
     from spark_jobs.batch import parse_args
 
     settings = load_settings(pipeline_user_id=USER_ID)
-    assert parse_args([], settings).results.rstrip("/") + "/" == f"s3a://{settings.bucket}/{tasks.RESULTS_PREFIX}"
+    assert parse_args([], settings).results.rstrip("/") + "/" == f"s3a://{settings.bucket}/analytics/"
 
 
 def test_databricks_kwargs_need_cluster_and_notebook() -> None:

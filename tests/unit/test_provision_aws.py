@@ -72,7 +72,7 @@ def provision(settings: Settings) -> list[str]:
 
 def our_api(settings: Settings) -> dict:
     apis = [a for a in boto3.client("apigateway", region_name=REGION).get_rest_apis()["items"]]
-    matching = [a for a in apis if a["name"] == aws.api_name(settings)]
+    matching = [a for a in apis if a["name"] == settings.api_name]
     assert len(matching) == 1, apis
     return matching[0]
 
@@ -107,11 +107,11 @@ def test_provisioning_creates_streams_role_api_and_stage(aws_env):
         assert summary["OpenShardCount"] == settings.kinesis_shards
 
     iam = boto3.client("iam", region_name=REGION)
-    role = iam.get_role(RoleName=aws.role_name(settings))["Role"]
+    role = iam.get_role(RoleName=settings.role_name)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"] == {"Service": "apigateway.amazonaws.com"}
-    policy = iam.get_role_policy(RoleName=aws.role_name(settings), PolicyName="kinesis-front-door")["PolicyDocument"]
+    policy = iam.get_role_policy(RoleName=settings.role_name, PolicyName="kinesis-front-door")["PolicyDocument"]
     actions = {action for statement in policy["Statement"] for action in statement["Action"]}
     assert {"kinesis:PutRecord", "kinesis:PutRecords", "kinesis:ListStreams", "kinesis:DescribeStream"} <= actions
     assert {"kinesis:CreateStream", "kinesis:DeleteStream"} <= actions
@@ -168,7 +168,7 @@ def test_nothing_points_at_this_machine(aws_env):
             boto3.client("kinesis", region_name=REGION).describe_stream(StreamName=s)["StreamDescription"]
             for s in settings.streams
         ],
-        "role": boto3.client("iam", region_name=REGION).get_role(RoleName=aws.role_name(settings)),
+        "role": boto3.client("iam", region_name=REGION).get_role(RoleName=settings.role_name),
         "invoke_url": settings.invoke_url_file.read_text(),
         "document": aws.build_openapi(settings, "arn:aws:iam::123456789012:role/r"),
     }
@@ -205,7 +205,7 @@ def test_api_key_required_creates_plan_and_key_and_reuses_it(aws_env):
 
     apigw = boto3.client("apigateway", region_name=REGION)
     api = our_api(settings)
-    plans = [p for p in apigw.get_usage_plans()["items"] if p["name"] == aws.usage_plan_name(settings)]
+    plans = [p for p in apigw.get_usage_plans()["items"] if p["name"] == settings.usage_plan_name]
     assert len(plans) == 1
     assert {"apiId": api["id"], "stage": settings.api_stage} in [
         {"apiId": s["apiId"], "stage": s["stage"]} for s in plans[0]["apiStages"]
@@ -214,7 +214,7 @@ def test_api_key_required_creates_plan_and_key_and_reuses_it(aws_env):
     assert [k["value"] for k in plan_keys] == [key_value]
 
     provision(settings)
-    keys = [k for k in apigw.get_api_keys(includeValues=True)["items"] if k["name"] == aws.api_key_name(settings)]
+    keys = [k for k in apigw.get_api_keys(includeValues=True)["items"] if k["name"] == settings.api_key_name]
     assert [k["value"] for k in keys] == [key_value]
 
 
@@ -305,9 +305,9 @@ def test_models_accept_the_spec_bodies_and_reject_bad_ones(model, body, valid):
 def test_a_precreated_role_without_iam_write_permission_is_used_as_is(aws_env, monkeypatch):
     settings = aws_settings(aws_env)
     iam = boto3.client("iam", region_name=REGION)
-    arn = iam.create_role(RoleName=aws.role_name(settings), AssumeRolePolicyDocument=json.dumps(aws.trust_policy()))[
-        "Role"
-    ]["Arn"]
+    arn = iam.create_role(RoleName=settings.role_name, AssumeRolePolicyDocument=json.dumps(aws.trust_policy()))["Role"][
+        "Arn"
+    ]
     real_client = aws._client
 
     def no_iam_writes(settings, service):

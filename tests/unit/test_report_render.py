@@ -12,11 +12,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.settings import REPO_ROOT, TABLES
-from spark_jobs import duckdb_reference
+from pipeline.settings import REPO_ROOT, TABLES, load_settings
 from spark_jobs.queries import QUERIES
 from spark_jobs.report import render_report
-from spark_jobs.synthetic import write_topic_files
+from tests.support import duckdb_reference
+from tests.support.synthetic import write_topic_files
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -25,7 +25,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
-    write_topic_files(root, "7e57c0de0001", posts=2_000, seed=3)
+    write_topic_files(root, load_settings(pipeline_user_id="7e57c0de0001"), posts=2_000, seed=3)
     connection = duckdb.connect()
     globs = {t: f"{root}/topics/7e57c0de0001.{t}/partition=*/*.json" for t in TABLES}
     counts = duckdb_reference.tables(connection, globs)

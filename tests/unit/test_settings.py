@@ -10,6 +10,43 @@ def test_names_derive_from_the_user_id():
     assert s.bucket == "user-0a1b2c3d4e5f-bucket"
     assert s.delta_table("geo") == "0a1b2c3d4e5f_geo_table"
     assert s.dag_id == "0a1b2c3d4e5f_dag"
+    assert s.delta_tables == ["0a1b2c3d4e5f_pin_table", "0a1b2c3d4e5f_geo_table", "0a1b2c3d4e5f_user_table"]
+    assert s.stream_quarantine_table == "0a1b2c3d4e5f_stream_quarantine_table"
+    assert s.api_name == "0a1b2c3d4e5f-pinterest-api"
+    assert s.role_name == "0a1b2c3d4e5f-kinesis-access-role"
+    assert s.usage_plan_name == "0a1b2c3d4e5f-pinterest-usage-plan"
+    assert s.api_key_name == "0a1b2c3d4e5f-pinterest-api-key"
+    assert s.streams_arn("aws", "123456789012") == (
+        "arn:aws:kinesis:us-east-1:123456789012:stream/streaming-0a1b2c3d4e5f-*"
+    )
+
+
+URL_FIELDS = ("rest_proxy_url", "connect_url", "aws_endpoint_url", "aws_endpoint_url_kinesis", "aws_endpoint_url_s3")
+
+
+def _ports(s) -> tuple[int, ...]:
+    return s.rest_proxy_port, s.connect_address[1], s.localstack_port, s.kinesis_mock_port, s.s3_store_port
+
+
+def test_ports_come_from_the_urls():
+    ports = (18082, 18083, 14566, 14567, 19000)
+    assert (
+        _ports(load_settings(**{f: f"http://127.0.0.1:{p}" for f, p in zip(URL_FIELDS, ports, strict=True)})) == ports
+    )
+
+
+def test_a_url_without_a_port_gets_the_service_s_default():
+    assert _ports(load_settings(**dict.fromkeys(URL_FIELDS, "http://h"))) == (8082, 8083, 4566, 4567, 9000)
+
+
+def test_local_service_urls_on_the_aws_target_use_the_default_ports():
+    s = load_settings(pipeline_target="aws", bind_host="127.0.0.2", connect_url="http://c.example")
+    assert s.connect_address == ("c.example", 8083)
+    assert (s.localstack_url, s.kinesis_mock_url, s.s3_store_url) == (
+        "http://127.0.0.2:4566",
+        "http://127.0.0.2:4567",
+        "http://127.0.0.2:9000",
+    )
 
 
 @pytest.mark.parametrize("bad", ["XYZ", "0A1B2C3D4E5F", "0a1b2c3d4e5", "0a1b2c3d4e5f0", "0a1b2c3d4e5g"])

@@ -1,4 +1,4 @@
-"""The Spark session's S3A wiring per target, and the batch job's input layout (no JVM needed)."""
+"""The Spark session's S3A wiring per target (no JVM needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from pipeline.settings import load_settings
-from spark_jobs.batch import input_glob
 from spark_jobs.session import base_conf, local_dir, reclaim_local_dirs, s3a_conf
 
 
@@ -30,13 +29,6 @@ def test_master_is_left_to_spark_submit_when_not_given():
     assert "spark.master" not in base_conf(settings, None, with_jars=False)
     local = base_conf(settings, "local[2]", with_jars=False)
     assert local["spark.master"] == "local[2]" and local["spark.sql.session.timeZone"] == "UTC"
-
-
-def test_input_glob_follows_the_sink_layout():
-    settings = load_settings(pipeline_user_id="7e57c0de0001")
-    assert input_glob("s3a://b", settings, "pin") == "s3a://b/topics/7e57c0de0001.pin/partition=*/*.json"
-    assert input_glob("/data/x/", settings, "geo") == "/data/x/topics/7e57c0de0001.geo/partition=*/*.json"
-    assert input_glob("/d/{topic}/*.json", settings, "user") == "/d/7e57c0de0001.user/*.json"
 
 
 def test_local_scratch_space_is_per_driver_under_the_state_folder(tmp_path):

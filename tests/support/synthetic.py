@@ -7,7 +7,7 @@ another order, a pin and a geo record in the user topic, a truncated line, a JSO
 unparsable values; and a few ages under 18 and join years outside 2015..2020 so the query filters are exercised.
 Deterministic for a given (posts, seed).
 
-    write_topic_files(root, user_id, posts=10_000, seed=7)  ->  root/topics/<id>.<table>/partition=<p>/*.json
+    write_topic_files(root, settings, posts=10_000, seed=7)  ->  root/topics/<id>.<table>/partition=<p>/*.json
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.layout import object_key, partition_prefix
+from pipeline.settings import Settings
 from services.mysql.seed import COLUMNS, generate
 
 RESEND_RATE = 0.08
@@ -63,20 +65,17 @@ def generate_records(posts: int, seed: int) -> dict[str, list[str]]:
 
 
 def write_topic_files(
-    root: Path, user_id: str, posts: int = 10_000, seed: int = 7, partitions: int = 3
+    root: Path, settings: Settings, posts: int = 10_000, seed: int = 7, partitions: int = 3
 ) -> dict[str, int]:
-    """Write the sink layout under `root`; returns the number of lines written per table."""
+    """Write the sink layout for `settings`' topics under `root`; returns the number of lines written per table."""
     written = {}
     for table, lines in generate_records(posts, seed).items():
-        topic = f"{user_id}.{table}"
+        topic = settings.topic(table)
         for partition in range(partitions):
             part = lines[partition::partitions]
-            folder = root / "topics" / topic / f"partition={partition}"
-            folder.mkdir(parents=True, exist_ok=True)
+            (root / partition_prefix(topic, partition)).mkdir(parents=True, exist_ok=True)
             for start in range(0, len(part), RECORDS_PER_FILE):
                 chunk = part[start : start + RECORDS_PER_FILE]
-                (folder / f"{topic}+{partition}+{start:010d}.json").write_text(
-                    "\n".join(chunk) + "\n", encoding="utf-8"
-                )
+                (root / object_key(topic, partition, start)).write_text("\n".join(chunk) + "\n", encoding="utf-8")
         written[table] = len(lines)
     return written
