@@ -144,7 +144,7 @@ class Settings(BaseSettings):
                     setattr(self, name, None)
             for name in ENDPOINT_FIELDS:
                 value = getattr(self, name)
-                if value and _is_local(value):
+                if value and is_local_url(value):
                     raise ValueError(f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws")
         return self
 
@@ -370,7 +370,7 @@ def _port(url: str | None, default: int) -> int:
     return (urlsplit(url).port if url else None) or default
 
 
-def _is_local(url: str) -> bool:
+def is_local_url(url: str) -> bool:
     return bool(re.search(r"//(localhost|127\.|\[::1\]|[^/]*localstack)", url))
 
 

@@ -42,7 +42,7 @@ def main() -> None:
         started = time.monotonic()
         for paths in parts:
             for table, path in paths.items():
-                seed._load_part(settings, table, path)
+                seed.load_part(settings, table, path)
         ingest = time.monotonic() - started
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -309,7 +309,7 @@ def connect(settings: Settings, database: str | None = None, **extra):
         ) from None
 
 
-def _load_part(settings: Settings, table: str, path: Path) -> None:
+def load_part(settings: Settings, table: str, path: Path) -> None:
     connection = connect(settings, settings.mysql_database, local_infile=True, autocommit=True)
     columns = ", ".join(f"`{c}`" for c in COLUMNS[table])
     with connection, connection.cursor() as cursor:
@@ -342,7 +342,7 @@ def seed_database(settings: Settings, rows: int, seed: int) -> dict[str, int]:
         loaders = {table: ThreadPoolExecutor(max_workers=1) for table in COLUMNS}
         try:
             pending = [
-                loaders[table].submit(_load_part, settings, table, path)
+                loaders[table].submit(load_part, settings, table, path)
                 for paths in write_tsv_files(rows, seed, Path(tmp))
                 for table, path in paths.items()
             ]

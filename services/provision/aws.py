@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
-from pipeline.settings import Settings, _is_local
+from pipeline.settings import Settings, is_local_url
 
 STREAM_WAIT = {"Delay": 1, "MaxAttempts": 300}
 RECREATE_WAIT = {"Delay": 1, "MaxAttempts": 60}
@@ -437,7 +437,7 @@ def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
 
 def provision_api(settings: Settings, dry_run: bool) -> list[str]:
     """Create or update the REST API, deploy its stage, store the invoke URL where the emulator finds it."""
-    if settings.pipeline_target == "aws" and _is_local(settings.rest_proxy_url):
+    if settings.pipeline_target == "aws" and is_local_url(settings.rest_proxy_url):
         raise ProvisionError(
             f"REST_PROXY_URL={settings.rest_proxy_url} points at this machine, but PIPELINE_TARGET=aws: API Gateway "
             "must reach the Kafka REST proxy over the network. Set REST_PROXY_URL to the proxy's address "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import logging
-from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -33,14 +32,13 @@ def freeze_startup_heap() -> None:
 
 def main() -> None:
     settings = get_settings()
-    address = urlsplit(settings.rest_proxy_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastProducePath(create_app(settings))
     freeze_startup_heap()
     uvicorn.run(
         app,
         host=settings.bind_host,
-        port=address.port or 8082,
+        port=settings.rest_proxy_port,
         loop="uvloop",
         http="httptools",
         access_log=False,

@@ -186,7 +186,7 @@ def load_document(body: bytes) -> object:
         return NOT_JSON
 
 
-def _plain_records_list(document: object) -> list | None:
+def plain_records_list(document: object) -> list | None:
     """The `records` of a plain document (an object with records and no schema fields), or None."""
     if type(document) is not dict:
         return None
@@ -206,7 +206,7 @@ def _plain_records(document: object) -> list[tuple[object, object, int | None]] 
     accepts a strict subset of what `V2ProduceRequest` accepts (no coercion, nothing odd); anything else goes
     through the model, so what is valid and how an error reads never depend on which path ran.
     """
-    records = _plain_records_list(document)
+    records = plain_records_list(document)
     if records is None:
         return None
     plain = []

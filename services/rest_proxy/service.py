@@ -7,7 +7,6 @@ request to the broker; so "ready" proves both the HTTP server and its way to Kaf
 from __future__ import annotations
 
 import sys
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,11 +28,10 @@ def ready(settings: Settings) -> None:
 
 
 def service(settings: Settings) -> Service:
-    port = urlsplit(settings.rest_proxy_url).port or 8082
     return Service(
         name="rest_proxy",
         command=[sys.executable, "-m", "services.rest_proxy"],
-        ports=(port,),
+        ports=(settings.rest_proxy_port,),
         ready=ready,
         where=f"{settings.rest_proxy_url} (Confluent REST Proxy API v2/v3; OpenAPI at /openapi.json)",
         depends_on=("kafka",),

@@ -10,7 +10,7 @@ import rest_proxy_produce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.rest_proxy.parsing import _plain_records_list, load_document, parse_v2_produce
+from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_records_list
 from services.rest_proxy.produce import produce_response
 from services.rest_proxy.producer import Delivery
 
@@ -26,7 +26,7 @@ def plain_json_values(document: object, max_record_bytes: int) -> list[bytes] | 
     (`parse_v2_produce`), which accepts everything else and raises every error, so this shortcut never decides what
     is valid. A record too large also goes there, to get its error.
     """
-    records = _plain_records_list(document)
+    records = plain_records_list(document)
     if records is None:
         return None
     try:
