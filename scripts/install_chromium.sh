@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs headless Chromium for the report rendering test (tests/unit/test_report_render.py). Idempotent.
+# Installs headless Chromium for the report rendering test (tests/unit/spark_jobs/test_report_render.py). Idempotent.
 # CI runs it once; developers only need it to run that test (it is skipped, with the reason, without Chromium).
 set -euo pipefail
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then exit 0; fi

@@ -38,7 +38,8 @@ def prepare(records: DataFrame, table: str) -> DataFrame:
     are then meaningless). The streaming query applies it once, when it starts, so a micro-batch builds no plan in
     Python: building the cleaning plan through py4j and re-analysing it inside foreachBatch cost 2-4 s per batch on
     2 cores. The cleaning functions are row-wise and null-safe (`try_cast`), so running them on records that will be
-    quarantined changes nothing for the valid ones (tests/unit/test_stream_transform.py compares with batch)."""
+    quarantined changes nothing for the valid ones (tests/unit/spark_jobs/test_stream_transform.py compares with
+    batch)."""
     return cleaning.parse_and_flag(records, table).transform(cleaning.clean, table)
 
 

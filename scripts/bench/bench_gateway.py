@@ -27,10 +27,10 @@ from emulator import payloads
 from pipeline.settings import Settings, load_settings
 from services.provision import aws
 from services.provision.kafka import provision_topics
+from tests.support import SAMPLES_DIR
 
 USER = "7e57c0debe40"
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE = ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
+SAMPLE = SAMPLES_DIR / "original_pin.jsonl"
 
 
 def sample_rows() -> list[dict]:

@@ -42,11 +42,12 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPart
 from results import RESULTS, record_row  # scripts/bench/results.py (run as a script)
 
 from pipeline.kafka_clients import kafka_python_config
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from pipeline.settings import Settings, load_settings
 from services.readiness import process_states
 from services.rest_proxy.kafka_clients import producer_config
+from tests.support import SAMPLES_DIR
 
-SAMPLES = REPO_ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
+PIN_SAMPLES = SAMPLES_DIR / "original_pin.jsonl"
 TOPIC_PREFIX = "bench.rest_proxy"
 MIN_FREE_DISK_GB = 20
 BATCH = 100
@@ -69,7 +70,7 @@ class WrkResult:
 
 
 def pin_rows() -> list[str]:
-    return [line.strip() for line in SAMPLES.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in PIN_SAMPLES.read_text().splitlines() if line.strip()]
 
 
 def produce_body(rows: list[str], count: int) -> str:

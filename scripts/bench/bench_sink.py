@@ -16,13 +16,14 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from results import record_row  # scripts/bench/results.py (run as a script)
 
 from pipeline.layout import count_lines, parse_object_key, topic_prefix
-from pipeline.settings import REPO_ROOT, load_settings
+from pipeline.settings import load_settings
 from services.audit.sink_audit import audit, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
+from tests.support import SAMPLES_DIR
 
 BENCH_USER_ID = "7e57c0deb3c4"
-SAMPLE = REPO_ROOT / "tests" / "data" / "samples" / "original_pin.jsonl"
+SAMPLE = SAMPLES_DIR / "original_pin.jsonl"
 
 
 def end_offsets(settings, topic: str) -> dict[int, tuple[int, int]]:

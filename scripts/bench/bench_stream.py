@@ -39,13 +39,13 @@ from results import machine, record_row  # noqa: E402  (scripts/bench/results.py
 
 from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
 from services.provision.aws import delete_streams, recreate_streams  # noqa: E402
+from tests.support import SAMPLES_DIR  # noqa: E402
 
 BENCH_USER_ID = "7e57c0deb006"
 BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Streaming"
 QUARANTINE = "quarantine"
 WARM_UP_FIRST_IND = 10_000_000
-SAMPLES = REPO / "tests" / "data" / "samples"
 HEADER = (
     "| date (UTC) | path | offered rate | records | sustained records/s | latency p50 | latency p95 | max "
     "| trigger | machine |\n|---|---|---|---|---|---|---|---|---|---|\n"
@@ -112,7 +112,7 @@ def put_records(
     if path == "gateway" and not invoke_url:
         raise SystemExit("no API Gateway is provisioned (make provision), or use --path kinesis")
     samples = {
-        t: [json.loads(line) for line in (SAMPLES / f"original_{t}.jsonl").read_text().splitlines()] for t in TABLES
+        t: [json.loads(line) for line in (SAMPLES_DIR / f"original_{t}.jsonl").read_text().splitlines()] for t in TABLES
     }
     put_at: dict[tuple[str, int], float] = {}
     kinesis = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))

@@ -19,13 +19,13 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.layout import count_lines, parse_object_key, topic_prefix
-from pipeline.settings import REPO_ROOT, Settings, load_settings
+from pipeline.settings import Settings, load_settings
 from services.audit.sink_audit import audit_until_complete, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
+from tests.support import SAMPLES_DIR
 
 SINK_USER_ID = "7e57c0de5151"
-SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def produce(settings: Settings, topic: str, values: list[bytes]) -> list[tuple[i
 
 
 def sample_values(table: str) -> list[bytes]:
-    path = SAMPLES / f"original_{table}.jsonl"
+    path = SAMPLES_DIR / f"original_{table}.jsonl"
     return [line.encode() for line in path.read_text().splitlines() if line.strip()]
 
 

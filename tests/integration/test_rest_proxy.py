@@ -24,9 +24,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from pipeline.kafka_clients import kafka_python_config
-from pipeline.settings import REPO_ROOT
+from tests.support import SAMPLES_DIR
 
-SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 JSON_V2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}
 BINARY_V2 = {"Content-Type": "application/vnd.kafka.binary.v2+json"}
 V2 = {"Content-Type": "application/vnd.kafka.v2+json"}
@@ -73,7 +72,7 @@ def topic(new_topic) -> str:
 
 @pytest.fixture(scope="module")
 def pin_rows() -> list[dict]:
-    return [json.loads(line) for line in (SAMPLES / "original_pin.jsonl").read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in (SAMPLES_DIR / "original_pin.jsonl").read_text().splitlines() if line.strip()]
 
 
 def end_offsets(settings, topic: str) -> dict[int, int]:

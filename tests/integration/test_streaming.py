@@ -26,10 +26,10 @@ from stack import stack_settings
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
 from services.provision.aws import recreate_streams
+from tests.support import SAMPLES_DIR
 
 STREAM_USER_ID = "7e57c0de0006"
 STREAM_DATABASE = "pinterest_data_stream"
-SAMPLES = REPO_ROOT / "tests" / "data" / "samples"
 JOB_TIMEOUT = 900
 
 
@@ -46,7 +46,7 @@ def kinesis(stream_settings):
 
 def source_rows(table: str) -> list[dict]:
     """Rows in the original's wire form (the samples taken from public copies of the original data)."""
-    path = SAMPLES / f"original_{table}.jsonl"
+    path = SAMPLES_DIR / f"original_{table}.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 

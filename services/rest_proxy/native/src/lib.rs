@@ -1,7 +1,8 @@
 //! The REST proxy's native produce path: the shared producer (`producer.rs`) and the JSON path,
 //! `rest_proxy_produce.plain_values(body, max_record_bytes)`, the Rust twin of the Python reference
-//! `plain_json_values(load_document(body), max_record_bytes)` in tests/unit/test_rest_proxy_hot_path.py (the tests
-//! compare the two through `rest_proxy_produce.plain_json_values`, the same values as Python bytes).
+//! `plain_json_values(load_document(body), max_record_bytes)` in
+//! tests/unit/services/rest_proxy/test_rest_proxy_hot_path.py (the tests compare the two through
+//! `rest_proxy_produce.plain_json_values`, the same values as Python bytes).
 //!
 //! Why native code: under batched load the proxy's event loop spent about half its time turning each request's
 //! JSON into Python objects (orjson), re-serializing every value and freeing the objects again (py-spy). Here

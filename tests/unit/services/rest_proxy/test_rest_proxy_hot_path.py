@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 import rest_proxy_produce
@@ -13,8 +11,8 @@ from hypothesis import strategies as st
 from services.rest_proxy.parsing import load_document, parse_v2_produce, plain_records_list
 from services.rest_proxy.produce import produce_response
 from services.rest_proxy.producer import Delivery
+from tests.support import SAMPLES_DIR
 
-SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 LIMIT = 1_000_000
 
 
@@ -52,7 +50,7 @@ def both(body: bytes, limit: int = LIMIT) -> tuple[list[bytes] | None, list[byte
 
 
 def sample_body(name: str) -> bytes:
-    rows = [line for line in (SAMPLES / name).read_text().splitlines() if line.strip()]
+    rows = [line for line in (SAMPLES_DIR / name).read_text().splitlines() if line.strip()]
     return ('{"records":[' + ",".join('{"value":' + row + "}" for row in rows) + "]}").encode()
 
 

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
 from spark_jobs import cleaning, delta_writer, stream_transforms
 from spark_jobs.kinesis_source import SCHEMA
+from tests.support import SAMPLES_DIR
 
-SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 ARRIVAL = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
 def kinesis_rows(table: str) -> list[tuple]:
-    lines = [line for line in (SAMPLES / f"original_{table}.jsonl").read_text().splitlines() if line.strip()][:10]
+    lines = [line for line in (SAMPLES_DIR / f"original_{table}.jsonl").read_text().splitlines() if line.strip()][:10]
     records = [json.dumps(json.loads(line)).encode() for line in lines] + [b"{broken"]
     return [
         (str(i), data, f"streaming-x-{table}", f"shardId-00000000000{i % 2}", str(1000 + i), ARRIVAL)

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 from pyspark.sql import functions as F
 
 from spark_jobs import cleaning
+from tests.support import SAMPLES_DIR
 
-SAMPLES = Path(__file__).parents[1] / "data" / "samples"
 STR = "string"
 
 
@@ -32,8 +31,8 @@ def test_parse_records_reads_numbers_as_numbers_or_strings(spark, assert_frames_
     assert_frames_equal(actual, expected)
 
 
-PIN_IN_USER_TOPIC = (SAMPLES / "original_user.jsonl").read_text().splitlines()[13]
-GEO_IN_USER_TOPIC = (SAMPLES / "original_user.jsonl").read_text().splitlines()[14]
+PIN_IN_USER_TOPIC = (SAMPLES_DIR / "original_user.jsonl").read_text().splitlines()[13]
+GEO_IN_USER_TOPIC = (SAMPLES_DIR / "original_user.jsonl").read_text().splitlines()[14]
 GOOD_USER = '{"ind": 1, "first_name": "A", "last_name": "B", "age": 20, "date_joined": "2015-01-02 03:04:05"}'
 
 
@@ -201,7 +200,7 @@ PIN_CLEAN_SCHEMA = (
 
 
 def test_clean_pin_good_and_broken_rows(spark, assert_frames_equal):
-    good = (SAMPLES / "original_pin.jsonl").read_text().splitlines()[0]
+    good = (SAMPLES_DIR / "original_pin.jsonl").read_text().splitlines()[0]
     broken = json.dumps({
         "index": "3089", "unique_id": "88f9227e", "title": "No Title Data Available",
         "description": "No description available Story format", "poster_name": "User Info Error",
@@ -273,7 +272,7 @@ def test_original_samples_end_to_end(spark):
     re-sent records collapse to one row per ind (counts worked out from the files by hand)."""
     expected = {"pin": (41, 0, 41, 0), "geo": (72, 0, 57, 15), "user": (82, 2, 65, 15)}
     for table, (read, quarantined, rows, duplicates) in expected.items():
-        lines = (SAMPLES / f"original_{table}.jsonl").read_text().splitlines()
+        lines = (SAMPLES_DIR / f"original_{table}.jsonl").read_text().splitlines()
         flagged = values(spark, *lines).transform(cleaning.parse_and_flag, table).cache()
         reasons = [r.reason for r in cleaning.quarantined_records(flagged, table).collect()]
         cleaned = cleaning.valid_records(flagged).transform(cleaning.clean, table)
