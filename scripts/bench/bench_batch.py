@@ -22,16 +22,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+from results import REPO, RESULTS, machine, record_row  # scripts/bench/results.py (run as a script)
 
-from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
+from pipeline.layout import input_glob
+from pipeline.settings import TABLES, load_settings
+from tests.support.synthetic import write_topic_files
 
-from pipeline.layout import input_glob  # noqa: E402
-from pipeline.settings import TABLES, load_settings  # noqa: E402
-from tests.support.synthetic import write_topic_files  # noqa: E402
-
-BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Spark batch"
 PYTHON = sys.executable
 DUCKDB_RUN = """
@@ -102,7 +98,7 @@ def append_result(row: str, header_note: str) -> None:
         "| date (UTC) | posts | input | Spark local[2] wall | Spark peak RSS | DuckDB (2 threads) wall | DuckDB peak RSS "
         "| wall ratio Spark/DuckDB | memory ratio | machine |\n|---|---|---|---|---|---|---|---|---|---|"
     )
-    record_row(SECTION, f"{header_note}\n\n{table_header}", row, BENCHMARKS)
+    record_row(SECTION, f"{header_note}\n\n{table_header}", row, RESULTS)
 
 
 def main() -> int:
@@ -155,7 +151,7 @@ def main() -> int:
             "The load average shows how busy the (shared) machine was when the run started."
         )
         append_result(row, note)
-        print(f"bench: appended to {BENCHMARKS.relative_to(REPO)}")
+        print(f"bench: appended to {RESULTS.relative_to(REPO)}")
     return 0
 
 

@@ -29,20 +29,16 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
+import boto3
+import httpx
+import pyarrow.parquet as pq
+from results import REPO, RESULTS, machine, record_row  # scripts/bench/results.py (run as a script)
 
-import boto3  # noqa: E402
-import httpx  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from results import machine, record_row  # noqa: E402  (scripts/bench/results.py; run as a script)
-
-from pipeline.settings import TABLES, Settings, load_settings  # noqa: E402
-from services.provision.aws import delete_streams, recreate_streams  # noqa: E402
-from tests.support import SAMPLES_DIR  # noqa: E402
+from pipeline.settings import TABLES, Settings, load_settings
+from services.provision.aws import delete_streams, recreate_streams
+from tests.support import SAMPLES_DIR
 
 BENCH_USER_ID = "7e57c0deb006"
-BENCHMARKS = REPO / "docs" / "BENCHMARKS.md"
 SECTION = "## Streaming"
 QUARANTINE = "quarantine"
 WARM_UP_FIRST_IND = 10_000_000
@@ -195,7 +191,7 @@ def print_tables(put_at: dict[tuple[str, int], float], seen: dict[tuple[str, int
 
 
 def append_result(row: str) -> None:
-    record_row(SECTION, f"{NOTE}\n\n{HEADER}", row, BENCHMARKS)
+    record_row(SECTION, f"{NOTE}\n\n{HEADER}", row, RESULTS)
 
 
 def main() -> int:

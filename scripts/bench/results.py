@@ -1,13 +1,22 @@
-"""Records a benchmark's result row in docs/BENCHMARKS.md: the row goes right after the last table row of the
-script's section, and a missing section is created with its description and table header first."""
+"""What the benchmarks share: recording a result row in docs/BENCHMARKS.md (right after the last table row of the
+script's section; a missing section is created with its description and table header first) and the machine's
+description.
+
+The benchmarks run as scripts (`python scripts/bench/bench_x.py`), so Python puts only this folder on the path and
+imports this module first: it puts the repo root there too, for the shared test support (`tests.support`).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parents[2] / "docs" / "BENCHMARKS.md"
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "docs" / "BENCHMARKS.md"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
 
 def record_row(title: str, header: str, row: str, results: Path = RESULTS) -> None:
