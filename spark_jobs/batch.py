@@ -167,8 +167,8 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
 
 def local_conf() -> dict[str, str]:
     """The driver's heap when the job starts its own JVM (local mode; spark-submit and clusters set their own).
-    Spark's default, 1 GB, made the cached tables of 1,000,000 posts spill: 164 s for the job against 142 s with
-    4 GB (2026-11-26, 2 cores). `SPARK_DRIVER_MEMORY` overrides it, as it does for spark-submit."""
+    Spark's default, 1 GB, made the cached tables of 1,000,000 posts spill, and the job slower (docs/BENCHMARKS.md,
+    "Spark batch"). `SPARK_DRIVER_MEMORY` overrides it, as it does for spark-submit."""
     return {"spark.driver.memory": os.environ.get("SPARK_DRIVER_MEMORY", LOCAL_DRIVER_MEMORY)}
 
 

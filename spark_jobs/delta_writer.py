@@ -7,8 +7,8 @@ starts (or restarts) reads the newest commits of each table once (`DeltaTable.hi
 last batch its query committed there, and skips a replayed batch it already committed; afterwards it keeps that
 number in memory. Why not Delta's own `txnAppId`/`txnVersion` options (what the Delta streaming sink uses): in Delta
 4.4 each such write looks the version up in the table's full state (`Snapshot.setTransactions` ignores the copy in
-the .crc file), i.e. three extra Spark jobs per write: measured 1.0-2.0 s per append against 0.5-0.6 s without, on
-2 cores, and the streaming latency goal (p95 < 5 s at a 1 s trigger) cannot absorb that three times per trigger.
+the .crc file), i.e. three extra Spark jobs per write, which would double an append's time: more than the streaming
+latency goal (p95 < 5 s at a 1 s trigger) can absorb three times per trigger (measurements: docs/design/streaming.md).
 Assumption this relies on: each table is written by this job only, and a replayed batch's commit is among the
 newest `HISTORY_SCAN` commits of the table (a replay is the first batch after a restart). Why foreachBatch rather
 than a plain Delta sink: one read of Kinesis feeds two tables (clean rows and quarantine) atomically per table.
@@ -41,8 +41,8 @@ def table_properties(stats_columns: Sequence[str]) -> dict[str, str]:
     - `delta.checkpointInterval`: see the module docstring.
     - `delta.dataSkippingStatsColumns`: Delta collects min/max/null-count statistics for data skipping while it
       writes each file, by default for the first 32 columns. Every write task generates code for those expressions,
-      about 1.5-4 s per micro-batch on 2 cores for the wide clean tables (measured with JFR, 2026-11-26). The stream
-      tables keep statistics for the columns readers filter on: the post's `ind` and the arrival time.
+      seconds per micro-batch for the wide clean tables (docs/design/streaming.md). The stream tables keep
+      statistics for the columns readers filter on: the post's `ind` and the arrival time.
     """
     return {
         "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),

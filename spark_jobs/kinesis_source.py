@@ -22,9 +22,8 @@ GetRecords calls on a shard that is caught up, default 500; twice that after a c
 `prefetch` (default true; false: `latestOffset` fetches itself, for at most `maxFetchDuration` ms, default 2000).
 
 Prefetching: like Databricks' source, the driver fetches ahead in a background thread, so a trigger only takes
-the records already fetched and does not wait for Kinesis. Measured on 2 cores at 100 records/s: `latestOffset`
-took 1-6 s per trigger when it fetched itself (GetRecords against LocalStack took 0.5-1 s under load), 10 ms
-with the thread. The thread stops fetching a shard while a full batch (`maxRecordsPerShardPerBatch`) of its records
+the records already fetched and does not wait for Kinesis (a trigger's `latestOffset` went from seconds to
+milliseconds: docs/design/streaming.md). The thread stops fetching a shard while a full batch (`maxRecordsPerShardPerBatch`) of its records
 waits to be planned, so the buffer stays bounded; a fetch error fails the next `latestOffset`, and so the query.
 
 How the pieces fit: offsets, and why every batch can be re-read with the same records, are in

@@ -211,8 +211,8 @@ def local_storage_conf(paths: list[str]) -> dict[str, str]:
 
     Without Hadoop's native library, Hadoop's FileContext API on the local file system runs a shell command
     (`chmod`, `readlink`) for each file it creates or renames: Spark's default checkpoint file manager and Delta's
-    default log store for `file:` both use it, about ten process launches per micro-batch and query, 21 % of the
-    streaming threads' time in a profile (jstack samples, 2026-11-26). The FileSystem-based checkpoint manager and
+    default log store for `file:` both use it, about ten process launches per micro-batch and query (a fifth of the
+    streaming threads' time: docs/design/streaming.md). The FileSystem-based checkpoint manager and
     Delta's LocalLogStore do the same atomic write-then-rename through the FileSystem API, which needs no shell.
     LocalLogStore is safe for one writing process per table, which is how the streaming job writes."""
     if not any(is_local_path(path) for path in paths):

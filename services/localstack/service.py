@@ -25,9 +25,9 @@ from services.contract import NotReady, Service
 SITE_DIR = REPO_ROOT / "services" / "localstack" / "site"  # sitecustomize.py: kinesis-mock on a fixed port
 SERVICES = "kinesis,apigateway,sts,iam"
 # kinesis-mock rewrites its whole state (every record still retained, 24 h) each interval, blocking its event loop
-# meanwhile: with 10 MB of state, 1.5-1.7 s every 5 s (measured 2026-11-26; 51 % of a core while idle). 30 s cuts
-# that cost six-fold; the price is up to 30 s of records if kinesis-mock itself is SIGKILLed (a stop, and a kill of
-# LocalStack, still flush everything: see launch.py).
+# meanwhile; a longer interval costs less CPU, at the price of up to one interval of records if kinesis-mock itself is
+# SIGKILLed (a stop, and a kill of LocalStack, still flush everything: see launch.py). The measurements behind 30 s
+# are in docs/design/s3-and-localstack.md.
 PERSIST_INTERVAL_SECONDS = 30
 
 

@@ -14,7 +14,7 @@ from services.rest_proxy.fast_path import FastProducePath
 # Young-generation GC threshold (CPython's default is 700 allocations). A 100-record produce request allocates
 # about 800 tracked containers (parsed rows, records, callbacks, response entries), none of them in cycles, so the
 # default ran a young collection per request and a full one every ~100 requests over the whole heap of FastAPI,
-# pydantic and uvicorn: 16 % of the event loop's time under batched load (py-spy), about 2.5 us per record.
+# pydantic and uvicorn (its cost under load: docs/design/rest_proxy.md).
 GC_YOUNG_THRESHOLD = 50_000
 
 

@@ -1,4 +1,4 @@
-"""Fault tests of the Kafka path (issue 3) on the running stack: a kill -9 of the broker during a load through the
+"""Fault tests of the Kafka path on the running stack: a kill -9 of the broker during a load through the
 REST proxy, a kill -9 of the S3 store during a load, and a stop/start of Kafka, Connect and S3 after a load.
 
 These tests restart SHARED services (kafka, s3, connect) through `stack_control` (stack.py: supervisord natively,

@@ -7,10 +7,9 @@ inherit the environment (the launcher) are not affected.
 
 Why: LocalStack 4.9.2 serves Kinesis by proxying every request to one kinesis-mock process per account, which it
 starts on a random free port, and it opens a new connection to kinesis-mock for every request
-(`localstack.aws.forwarder.get_request_forwarder_http`). Measured on 2 cores (2026-11-26), a PutRecords or
-GetRecords through LocalStack costs 10-11 ms of LocalStack CPU and 13-15 ms of kinesis-mock CPU; the same call
-straight to kinesis-mock on a kept-alive connection costs 7 ms of kinesis-mock CPU and nothing else. At the streaming
-benchmark's load that is most of a core. With the port fixed, `AWS_ENDPOINT_URL_KINESIS` points Kinesis clients
+(`localstack.aws.forwarder.get_request_forwarder_http`), so a Kinesis call through LocalStack costs about three
+times the CPU of the same call straight to kinesis-mock on a kept-alive connection (measurements in
+docs/design/s3-and-localstack.md). With the port fixed, `AWS_ENDPOINT_URL_KINESIS` points Kinesis clients
 (provisioning, the Spark source, benchmarks) at kinesis-mock, while LocalStack keeps serving API Gateway, whose
 Kinesis integration reaches the very same kinesis-mock through LocalStack: one set of streams, two doors. On AWS,
 Kinesis has its own endpoint too.
