@@ -148,7 +148,7 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws")
         return self
 
-    # --- derived names (docs/contract.md) -------------------------------------------------------------------------------
+    # --- derived names (docs/contract.md) ----------------------------------------------------------------------
     def topic(self, table: str) -> str:
         return f"{self.pipeline_user_id}.{_check_table(table)}"
 

@@ -1,5 +1,5 @@
-"""The stack's commands, up, down, status and clean, over supervisord (native mode). `services.runner` is their
-command line; the services come from `services.registry`."""
+"""The stack's commands over supervisord (native mode): up, down (all, or `--only` some), status and clean.
+`services.runner` is their command line; the services come from `services.registry`."""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ def _names_where(names: tuple[str, ...], predicate: Callable[[str], Column]) -> 
 
     `concat_ws` skips nulls, so it needs no `array_compact`: that is a higher-order function (`filter`), which Spark
     cannot compile, and one such expression keeps the whole cleaning projection out of whole-stage code generation
-    (its code was then generated again in every task: 20 % of the streaming executors' CPU)."""
+    (its code is then generated again in every task; docs/design/streaming.md)."""
     hits = F.concat_ws(", ", *(F.when(predicate(name), F.lit(name)) for name in names))
     return F.when(hits != "", hits)
 

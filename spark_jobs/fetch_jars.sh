@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${STATE_DIR:-.state}
 PY=${PYTHON_BIN:-$STATE/venv/bin/python}
-# Delta's Maven release can lag its PyPI release by a patch version (PyPI 4.4.1, Central 4.4.0 on 2026-11-26).
+# Delta's Maven release can lag its PyPI release by a patch version, so the JVM side has its own version.
 DELTA_JVM_VERSION=${DELTA_JVM_VERSION:-4.4.0}
 out="$STATE/jars/spark"
 

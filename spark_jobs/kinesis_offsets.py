@@ -24,7 +24,6 @@ How offsets work (exactly-once needs every batch to be re-readable with the same
 from __future__ import annotations
 
 import bisect
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -195,8 +194,3 @@ def take(
                 end[sid]["seq"] = taken[-1][4]
             end[sid]["ended"] = bool(fetched[sid]["ended"]) and len(taken) == len(rows)
     return end
-
-
-def offset_json(offset: Offset) -> str:
-    """How Spark stores an offset in the checkpoint (for logs and tests)."""
-    return json.dumps(offset, sort_keys=True)

@@ -23,8 +23,8 @@ GetRecords calls on a shard that is caught up, default 500; twice that after a c
 
 Prefetching: like Databricks' source, the driver fetches ahead in a background thread, so a trigger only takes
 the records already fetched and does not wait for Kinesis (a trigger's `latestOffset` went from seconds to
-milliseconds: docs/design/streaming.md). The thread stops fetching a shard while a full batch (`maxRecordsPerShardPerBatch`) of its records
-waits to be planned, so the buffer stays bounded; a fetch error fails the next `latestOffset`, and so the query.
+milliseconds: docs/design/streaming.md). The thread stops fetching a shard while a full batch
+(`maxRecordsPerShardPerBatch`) of its records waits to be planned, so the buffer stays bounded; a fetch error fails the next `latestOffset`, and so the query.
 
 How the pieces fit: offsets, and why every batch can be re-read with the same records, are in
 spark_jobs/kinesis_offsets.py (pure functions); the Kinesis calls in spark_jobs/kinesis_fetch.py; this module is the

@@ -1,7 +1,7 @@
 """`python -m services.audit` (`make verify`): is every Kafka offset in S3 exactly once?
 
-The command line of services/audit/sink_audit.py. Exit status 0 only when nothing is missing, duplicated or unexpected; 1 otherwise; 2 when Kafka or S3 stays down
-for the whole `--wait`.
+The command line of services/audit/sink_audit.py. Exit status 0 only when nothing is missing, duplicated or
+unexpected; 1 otherwise; 2 when Kafka or S3 stays down for the whole `--wait`.
 """
 
 from __future__ import annotations

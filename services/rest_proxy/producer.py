@@ -2,9 +2,8 @@
 
 The producer is librdkafka driven from Rust (`rest_proxy_produce.Producer`,
 services/rest_proxy/native/src/producer.rs): a request's records are queued and their delivery reports collected
-there, without a Python object per record, and Python hears once per request, when all of its records are settled.
-(With confluent-kafka's producer each record cost a dict for produce_batch, a Message object with a copy of its
-value and a Python callback call: about half of the proxy's CPU per record under batched load.)
+there, without a Python object per record, and Python hears once per request, when all of its records are settled
+(why not confluent-kafka's producer: docs/design/rest_proxy.md).
 
 librdkafka serves reports through `poll()` in the calling thread. The proxy calls it from a task on the event loop
 itself: every `ACTIVE_POLL_INTERVAL_S` while any request waits for acknowledgements, and only every

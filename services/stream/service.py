@@ -1,7 +1,7 @@
 """The Spark streaming job (`python -m spark_jobs.stream`) as a supervised service, started on demand.
 
 Why a service at all: the job runs until stopped, and supervisor gives it a log, restarts on crash (exactly-once
-survives restarts: see spark_jobs/stream.py) and a clean stop: SIGINT, which the Spark JVM ignores, so the driver
+survives restarts: see spark_jobs/delta_writer.py) and a clean stop: SIGINT, which the Spark JVM ignores, so the driver
 can stop its queries between micro-batches. It is `on_demand`: `make up` does not start it; `make stream`
 (`python -m services.runner up --only stream`) does, and `make stream-stop` stops it.
 """

@@ -109,8 +109,8 @@ def listing(settings: Settings) -> dict[str, tuple[str, int]]:
             Bucket=settings.bucket, Prefix=topic_prefix(topic)
         ):
             for item in page.get("Contents", []):
-                # S3Proxy's filesystem store can list an object still being written without its ETag (seen once in
-                # CI, 2026-11-27): it is listed with None, which differs from the ETag it gets once complete.
+                # S3Proxy's filesystem store can list an object still being written without its ETag (seen in CI):
+                # it is listed with None, which differs from the ETag it gets once complete.
                 found[item["Key"]] = (item.get("ETag"), item["Size"])
     return found
 
