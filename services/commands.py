@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pipeline.processes import alive
 from pipeline.settings import Settings
 from services.contract import Service
-from services.foreground import in_docker_stack
+from services.docker_mode import in_docker_stack
 from services.readiness import check_ports_free, port_in_use, process_states, wait_ready
 from services.supervisor import (
     log_file,

@@ -13,28 +13,9 @@ from pathlib import Path
 
 from pipeline.settings import Settings
 from services.contract import Service
+from services.docker_mode import HEALTH_INTERVAL, ready_marker
 
-HEALTH_INTERVAL = 5.0
 RESTART_AFTER_SECONDS = 10.0  # a child that ran this long and then failed is restarted in place, as supervisord does
-
-
-def in_docker_stack() -> bool:
-    """True inside a container of the Docker-mode stack (docker-compose.yml sets PIPELINE_STACK=docker)."""
-    return os.environ.get("PIPELINE_STACK") == "docker"
-
-
-def ready_marker(settings: Settings, name: str) -> Path:
-    return settings.run_dir / f"{name}.ready"
-
-
-def container_states(settings: Settings) -> dict[str, dict]:
-    """Docker mode (inside a container of the stack): each service's container keeps its ready marker fresh while
-    it runs and passes its probe (`run_foreground`); a marker more than a few probes old means it is gone."""
-    states = {}
-    for marker in settings.run_dir.glob("*.ready"):
-        fresh = time.time() - marker.stat().st_mtime < 4 * HEALTH_INTERVAL
-        states[marker.stem] = {"name": marker.stem, "statename": "RUNNING" if fresh else "STOPPED", "pid": None}
-    return states
 
 
 def run_foreground(settings: Settings, service: Service) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.settings import Settings
 from services.contract import Service
-from services.foreground import container_states, in_docker_stack
+from services.docker_mode import container_states, in_docker_stack
 from services.supervisor import log_file, program_states
 
 

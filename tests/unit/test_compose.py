@@ -119,14 +119,14 @@ def test_every_container_runs_the_project_image_on_the_host_network(compose):
 
 
 def test_the_healthcheck_script_reads_the_marker_the_runner_writes():
-    from services import foreground
+    from services import docker_mode
 
     script = (REPO_ROOT / "scripts" / "docker_healthcheck.sh").read_text()
     assert '/run/$1.ready"' in script
     settings = load_settings(_env_file=None, state_dir=Path("/app/.state"))
-    assert foreground.ready_marker(settings, "kafka") == Path("/app/.state/run/kafka.ready")
+    assert docker_mode.ready_marker(settings, "kafka") == Path("/app/.state/run/kafka.ready")
     window = int(re.search(r"-newermt '-(\d+) seconds'", script).group(1))
-    assert window > 2 * foreground.HEALTH_INTERVAL, "a marker refreshed every HEALTH_INTERVAL must stay fresh"
+    assert window > 2 * docker_mode.HEALTH_INTERVAL, "a marker refreshed every HEALTH_INTERVAL must stay fresh"
 
 
 # --- the Dockerfile ------------------------------------------------------------------------------------------------
