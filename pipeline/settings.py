@@ -241,6 +241,12 @@ class Settings(BaseSettings):
         return _port(self.rest_proxy_url, REST_PROXY_PORT)
 
     @property
+    def kafka_bootstrap_address(self) -> tuple[str, int]:
+        """Host and port of the first bootstrap server, which is also the local broker's listener."""
+        host, _, port = self.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
+        return host or self.bind_host, int(port)
+
+    @property
     def connect_address(self) -> tuple[str, int]:
         """Host and port of Kafka Connect's REST API."""
         return urlsplit(self.connect_url).hostname or self.bind_host, _port(self.connect_url, CONNECT_PORT)

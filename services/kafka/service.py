@@ -32,12 +32,6 @@ def config_path(settings: Settings) -> Path:
     return settings.run_dir / "kafka" / "server.properties"
 
 
-def bootstrap_address(settings: Settings) -> tuple[str, int]:
-    """The first bootstrap server, which is also the local broker's listener."""
-    host, _, port = settings.kafka_bootstrap_servers.split(",")[0].strip().rpartition(":")
-    return host or settings.bind_host, int(port)
-
-
 def java_command(settings: Settings, main_class: str, *args: str, heap: list[str] = HEAP) -> list[str]:
     """A JVM on the Kafka classpath; shared with Kafka Connect, which runs from the same jars."""
     return [
@@ -55,7 +49,7 @@ def java_command(settings: Settings, main_class: str, *args: str, heap: list[str
 
 
 def server_properties(settings: Settings) -> dict[str, str]:
-    host, port = bootstrap_address(settings)
+    host, port = settings.kafka_bootstrap_address
     controller = f"{host}:{settings.kafka_controller_port}"
     return {
         "process.roles": "broker,controller",
@@ -141,7 +135,7 @@ def ready(settings: Settings) -> None:
 
 
 def service(settings: Settings) -> Service:
-    host, port = bootstrap_address(settings)
+    host, port = settings.kafka_bootstrap_address
     return Service(
         name="kafka",
         command=java_command(settings, "kafka.Kafka", str(config_path(settings))),
