@@ -16,6 +16,7 @@ from stack import stack_settings
 
 from pipeline.settings import Settings
 from services.localstack.service import SERVICES, kinesis_client, ready
+from tests.support.kinesis import stream_records
 
 STREAM = "streaming-7e57c0de0001-durability"
 
@@ -70,18 +71,9 @@ def _put(settings: Settings, run: str, count: int, endpoint: str | None = None) 
 def _read_all(settings: Settings, endpoint: str | None = None) -> set[str]:
     kinesis = kinesis_client(settings, timeout=30, endpoint=endpoint)
     seen = set()
-    for shard in kinesis.list_shards(StreamName=STREAM)["Shards"]:
-        iterator = kinesis.get_shard_iterator(
-            StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while iterator:
-            answer = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            for record in answer["Records"]:
-                body = json.loads(record["Data"])
-                seen.add(f"{body['run']}/{body['i']}")
-            if not answer["Records"] and answer.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = answer.get("NextShardIterator")
+    for _, record in stream_records(kinesis, STREAM):
+        body = json.loads(record["Data"])
+        seen.add(f"{body['run']}/{body['i']}")
     return seen
 
 

@@ -27,6 +27,7 @@ from stack import stack_settings
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
 from services.provision.aws import recreate_streams
 from tests.support import SAMPLES_DIR
+from tests.support.kinesis import stream_records
 
 STREAM_USER_ID = "7e57c0de0006"
 STREAM_DATABASE = "pinterest_data_stream"
@@ -67,20 +68,10 @@ def kinesis_truth(kinesis, settings: Settings) -> dict[str, dict[tuple[str, str]
     """Every record in each stream, read straight from Kinesis: table -> {(shard, sequence): data}."""
     truth: dict[str, dict[tuple[str, str], bytes]] = {}
     for table in TABLES:
-        records: dict[tuple[str, str], bytes] = {}
-        stream = settings.stream(table)
-        for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-            iterator = kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
-            while iterator:
-                response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-                for record in response["Records"]:
-                    records[(shard["ShardId"], record["SequenceNumber"])] = record["Data"]
-                if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
-                    break
-                iterator = response.get("NextShardIterator")
-        truth[table] = records
+        truth[table] = {
+            (shard, record["SequenceNumber"]): record["Data"]
+            for shard, record in stream_records(kinesis, settings.stream(table))
+        }
     return truth
 
 
