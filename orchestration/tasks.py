@@ -159,8 +159,10 @@ def databricks_submit_run_kwargs(settings: Settings) -> dict[str, Any]:
             "notebook_path": settings.databricks_notebook_path,
             "base_parameters": {
                 "pipeline_user_id": settings.pipeline_user_id,
-                "input": layout.s3a_uri(settings.bucket, layout.TOPICS_PREFIX),
-                "results": layout.s3a_uri(settings.bucket, layout.RESULTS_PREFIX),
+                # What `python -m spark_jobs.batch --input/--results` takes: the bucket (it holds topics/) and the
+                # results root.
+                "input": settings.bucket_uri,
+                "results": settings.results_uri,
                 "logical_date": "{{ ds }}",
             },
         },

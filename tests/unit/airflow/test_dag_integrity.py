@@ -123,8 +123,8 @@ def test_aws_target_renders_the_databricks_submit_run(aws_facts: dict) -> None:
         "notebook_path": "/Workspace/pipeline/batch",
         "base_parameters": {
             "pipeline_user_id": USER_ID,
-            "input": f"s3a://user-{USER_ID}-bucket/topics/",
-            "results": f"s3a://user-{USER_ID}-bucket/analytics/",
+            "input": f"s3a://user-{USER_ID}-bucket",
+            "results": f"s3a://user-{USER_ID}-bucket/analytics",
             "logical_date": "2026-11-26",
         },
     }

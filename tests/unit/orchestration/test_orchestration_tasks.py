@@ -205,7 +205,9 @@ def test_databricks_kwargs_come_from_settings() -> None:
     assert kwargs["existing_cluster_id"] == "c-1"
     assert kwargs["databricks_conn_id"] == "databricks_default"
     assert kwargs["notebook_task"]["notebook_path"] == "/Workspace/batch"
-    assert kwargs["notebook_task"]["base_parameters"]["results"] == f"s3a://user-{USER_ID}-bucket/analytics/"
+    # The batch job's own --input/--results: the bucket (which holds topics/) and the results root.
+    assert kwargs["notebook_task"]["base_parameters"]["input"] == f"s3a://user-{USER_ID}-bucket"
+    assert kwargs["notebook_task"]["base_parameters"]["results"] == f"s3a://user-{USER_ID}-bucket/analytics"
 
 
 def test_default_args_come_from_settings() -> None:
