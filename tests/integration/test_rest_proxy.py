@@ -25,6 +25,7 @@ from kafka.admin import NewTopic
 
 from pipeline.kafka_clients import kafka_python_config
 from tests.support import SAMPLES_DIR
+from tests.support.kafka import end_offsets
 
 JSON_V2 = {"Content-Type": "application/vnd.kafka.json.v2+json"}
 BINARY_V2 = {"Content-Type": "application/vnd.kafka.binary.v2+json"}
@@ -73,15 +74,6 @@ def topic(new_topic) -> str:
 @pytest.fixture(scope="module")
 def pin_rows() -> list[dict]:
     return [json.loads(line) for line in (SAMPLES_DIR / "original_pin.jsonl").read_text().splitlines() if line.strip()]
-
-
-def end_offsets(settings, topic: str) -> dict[int, int]:
-    consumer = KafkaConsumer(**kafka_python_config(settings, "test-rest-proxy-offsets"))
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
-    finally:
-        consumer.close()
 
 
 def read_back(settings, topic: str, positions: list[tuple[int, int]]) -> list[tuple[bytes | None, bytes | None]]:
