@@ -53,9 +53,10 @@ COPY services/s3_sink services/s3_sink
 RUN --mount=type=cache,target=/root/.m2 STATE_DIR=$INSTALL_DIR scripts/setup.sh kafka
 COPY services/s3/fetch.sh services/s3/
 RUN --mount=type=cache,target=/root/.m2 STATE_DIR=$INSTALL_DIR scripts/setup.sh s3
+COPY services/kinesis/install.sh services/kinesis/package.json services/kinesis/package-lock.json services/kinesis/
+RUN --mount=type=cache,target=/root/.npm STATE_DIR=$INSTALL_DIR scripts/setup.sh kinesis
 COPY services/localstack/install.sh services/localstack/
-RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/root/.npm \
-    STATE_DIR=$INSTALL_DIR scripts/setup.sh localstack
+RUN --mount=type=cache,target=/root/.cache/uv STATE_DIR=$INSTALL_DIR scripts/setup.sh localstack
 COPY services/airflow/setup.sh services/airflow/requirements.lock services/airflow/requirements.in services/airflow/
 RUN --mount=type=cache,target=/root/.cache/uv STATE_DIR=$INSTALL_DIR scripts/setup.sh airflow
 # setup.sh installs the repo editable into both venvs, but here that ran before the code was copied, so it found no

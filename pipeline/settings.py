@@ -33,7 +33,7 @@ ENDPOINT_FIELDS = ("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_
 REST_PROXY_PORT = 8082
 CONNECT_PORT = 8083
 LOCALSTACK_PORT = 4566
-KINESIS_MOCK_PORT = 4567
+KINESIS_PORT = 4567
 S3_STORE_PORT = 9000
 
 
@@ -84,9 +84,10 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = f"http://{LOCAL_HOST}:{LOCALSTACK_PORT}"
     # S3 is served by a durable S3-compatible store natively (LocalStack's open-source S3 forgets on restart).
     aws_endpoint_url_s3: str | None = f"http://{LOCAL_HOST}:{S3_STORE_PORT}"
-    # Kinesis natively is LocalStack's own backend (kinesis-mock) on a fixed port, called directly: the same streams
-    # API Gateway writes to through LocalStack, at a third of the cost per call (services/localstack/site).
-    aws_endpoint_url_kinesis: str | None = f"http://{LOCAL_HOST}:{KINESIS_MOCK_PORT}"
+    # Kinesis natively is the stack's durable Kinesis store (kinesalite, services/kinesis) on its own port, called
+    # directly: the same streams that API Gateway writes to through LocalStack, which forwards Kinesis calls to this
+    # store (services/localstack/site/sitecustomize.py).
+    aws_endpoint_url_kinesis: str | None = f"http://{LOCAL_HOST}:{KINESIS_PORT}"
     aws_access_key_id: str | None = None
     aws_secret_access_key: str | None = None
 
@@ -261,13 +262,13 @@ class Settings(BaseSettings):
         return self.aws_endpoint_url or f"http://{self.bind_host}:{LOCALSTACK_PORT}"
 
     @property
-    def kinesis_mock_port(self) -> int:
-        """kinesis-mock's fixed port, from `AWS_ENDPOINT_URL_KINESIS`."""
-        return _port(self.aws_endpoint_url_kinesis, KINESIS_MOCK_PORT)
+    def kinesis_port(self) -> int:
+        """The Kinesis store's port (services/kinesis), from `AWS_ENDPOINT_URL_KINESIS`."""
+        return _port(self.aws_endpoint_url_kinesis, KINESIS_PORT)
 
     @property
-    def kinesis_mock_url(self) -> str:
-        return self.kinesis_endpoint_url or f"http://{self.bind_host}:{KINESIS_MOCK_PORT}"
+    def kinesis_url(self) -> str:
+        return self.kinesis_endpoint_url or f"http://{self.bind_host}:{KINESIS_PORT}"
 
     @property
     def s3_store_port(self) -> int:

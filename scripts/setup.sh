@@ -3,9 +3,9 @@
 #   - Debian packages (MariaDB server) via apt-get (as root, or through sudo when available)
 #   - the project's virtualenv (.state/venv) from requirements.lock, with uv for speed
 #   - Rust (rustc-web/cargo-web on Debian 12) when no cargo is found, for the REST proxy's native part
-#   - Maven jars, LocalStack's own venv, Airflow's own venv, wrk and Chromium (the steps at the end)
+#   - Maven jars, the Kinesis store (npm), LocalStack's own venv, Airflow's own venv, wrk and Chromium (the steps at the end)
 # `scripts/setup.sh STEP...` runs only those steps (the Dockerfile runs them one layer each, so a change to one
-# part rebuilds only that part); no argument runs every step. Steps: packages venv rest_proxy spark_jars kafka s3
+# part rebuilds only that part); no argument runs every step. Steps: packages venv rest_proxy spark_jars kafka s3 kinesis
 # localstack airflow tools (tools: wrk and Chromium, for benchmarks and browser tests; not in the image).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,7 @@ step_rest_proxy() { STATE_DIR="$STATE" services/rest_proxy/native/install.sh; }
 step_spark_jars() { STATE_DIR="$STATE" spark_jobs/fetch_jars.sh; }
 step_kafka() { STATE_DIR="$STATE" services/kafka/fetch.sh; }
 step_s3() { STATE_DIR="$STATE" services/s3/fetch.sh; }
+step_kinesis() { STATE_DIR="$STATE" services/kinesis/install.sh; }
 step_localstack() { STATE_DIR="$STATE" services/localstack/install.sh; }
 step_airflow() { STATE_DIR="$STATE" services/airflow/setup.sh; }
 step_tools() {
@@ -75,7 +76,7 @@ step_tools() {
   scripts/install_chromium.sh
 }
 
-all_steps=(packages venv rest_proxy spark_jars kafka s3 localstack airflow tools)
+all_steps=(packages venv rest_proxy spark_jars kafka s3 kinesis localstack airflow tools)
 for step in "${@:-${all_steps[@]}}"; do
   if ! declare -F "step_$step" >/dev/null; then
     log "unknown step $step (one of: ${all_steps[*]})"

@@ -21,8 +21,8 @@ RESTART_AFTER_SECONDS = 10.0  # a child that ran this long and then failed is re
 def run_foreground(settings: Settings, service: Service) -> int:
     """`run NAME`: the container's main process. Runs the service as supervisord does natively: prepare, the same
     command and environment, readiness, after_ready, and a restart in place when the program exits unexpectedly
-    (autorestart=unexpected), so whatever the program left running in the container (kinesis-mock beside a killed
-    LocalStack launcher) is found by the next start exactly as natively. Output goes to stdout for `docker logs`;
+    (autorestart=unexpected), so whatever the program left running in the container (a child process of a killed
+    program) is found by the next start exactly as natively. Output goes to stdout for `docker logs`;
     SIGTERM/SIGINT are forwarded as the service's stop signal; a program that fails again within
     RESTART_AFTER_SECONDS ends the container (exit code of the program), whose restart policy takes over.
 

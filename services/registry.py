@@ -7,6 +7,7 @@ from services.airflow import service as airflow
 from services.connect import service as connect
 from services.contract import Service
 from services.kafka import service as kafka
+from services.kinesis import service as kinesis
 from services.localstack import service as localstack
 from services.mysql import service as mysql
 from services.rest_proxy import service as rest_proxy
@@ -19,6 +20,7 @@ def all_services(settings: Settings) -> list[Service]:
     return [
         mysql.service(settings),
         s3.service(settings),
+        kinesis.service(settings),
         localstack.service(settings),
         kafka.service(settings),
         rest_proxy.service(settings),

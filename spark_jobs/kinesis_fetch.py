@@ -1,21 +1,28 @@
 """Reading Kinesis for the `kinesis` source (spark_jobs/kinesis_source.py): its parsed options, ListShards, and
 GetRecords on one shard, paced (`minFetchPeriod` between calls while a shard has more, `pollInterval` once it is
-caught up), with exponential backoff on throttling and an expired iterator re-created from the last sequence number
-taken. The driver's prefetch thread and the executors' replay of a logged batch both fetch through `ShardFetcher`.
+caught up), with exponential backoff on throttling and on an unreachable endpoint (a restarting Kinesis store: up to
+`OUTAGE_SECONDS`, so that a store that comes back does not cost the query a restart), and an expired iterator
+re-created from the last sequence number taken. The driver's prefetch thread and the executors' replay of a logged batch both fetch through `ShardFetcher`.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from botocore.exceptions import ConnectionClosedError, ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
 from spark_jobs.kinesis_offsets import Row, Shard, iterator_request, resolve_start, seq_number
 
 THROTTLING_ERRORS = ("ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException")
 MAX_BACKOFF_SECONDS = 5.0
+# Connection-level failures: the endpoint is restarting or gone. Retried for this long, then the query fails.
+UNREACHABLE_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
+OUTAGE_SECONDS = 300.0
 CAUGHT_UP_MILLIS = 1000
 
 
@@ -101,11 +108,27 @@ def _parse_timestamp_ms(value: str | None) -> int | None:
         return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
+def through_outage(call: Callable[[], Any], what: str, sleep: Callable[[float], None] = time.sleep) -> Any:
+    """`call()`, retried with backoff while the endpoint is unreachable, for up to OUTAGE_SECONDS."""
+    backoff, waited = 0.1, 0.0
+    while True:
+        try:
+            return call()
+        except UNREACHABLE_ERRORS as error:
+            if waited > OUTAGE_SECONDS:
+                raise
+            if not waited:
+                print(f"kinesis: {what}: endpoint unreachable ({error}); retrying", file=sys.stderr, flush=True)
+            sleep(backoff)
+            waited += backoff
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
 def list_shards(client, stream: str) -> list[Shard]:
     shards: list[Shard] = []
     request: dict[str, Any] = {"StreamName": stream}
     while True:
-        response = client.list_shards(**request)
+        response = through_outage(lambda request=request: client.list_shards(**request), f"{stream} ListShards")
         shards += [Shard.from_api(item) for item in response.get("Shards", [])]
         token = response.get("NextToken")
         if not token:
@@ -153,6 +176,7 @@ class ShardFetcher:
         if self.ended:
             return [], True
         backoff = 0.1
+        unreachable_since: float | None = None
         while True:
             wait = self.last_call + self.options.min_fetch_period - self.clock()
             if wait > 0:
@@ -166,6 +190,17 @@ class ShardFetcher:
                     ShardIterator=self.iterator, Limit=self.options.max_records_per_fetch
                 )
                 break
+            except UNREACHABLE_ERRORS as error:
+                now = self.clock()
+                if unreachable_since is None:
+                    unreachable_since = now
+                    print(f"kinesis: {self.stream}/{self.shard_id}: endpoint unreachable ({error}); retrying",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                elif now - unreachable_since > OUTAGE_SECONDS:
+                    raise
+                self.iterator = None  # an iterator may not outlive a store restart
+                self.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except Exception as error:
                 code = _error_code(error)
                 if code == "ExpiredIteratorException":

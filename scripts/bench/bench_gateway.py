@@ -116,7 +116,7 @@ def record(results: dict[str, dict[str, float]], count: int, concurrency: int) -
     header = [
         "Single-record requests of contract-sized pin rows; each path measured in the same run after a warm-up. Rates in",
         "records/s, latency p50/p99 per request. The gateway is LocalStack 4.9.2 executing the provisioned definition",
-        "(HTTP_PROXY to the REST proxy; AWS integration to kinesis-mock).",
+        "(HTTP_PROXY to the REST proxy; AWS integration to Kinesis, forwarded to the Kinesis store).",
         "",
         "| date (UTC) | machine | load | proxy direct | via gateway | gateway/proxy | Kinesis direct | via gateway | gateway/direct |",
         "|---|---|---|---|---|---|---|---|---|",

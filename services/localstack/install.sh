@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs LocalStack (open-source runtime, no account needed) into its OWN virtualenv, plus kinesis-mock.
+# Installs LocalStack (open-source runtime, no account needed) into its OWN virtualenv. Its Kinesis backend,
+# kinesis-mock, is not installed: LocalStack forwards Kinesis to the stack's store (services/kinesis).
 # Why a separate venv: localstack-core pins many packages (boto, werkzeug, ...) that must not move the project's
 # venv. Version and pins are the ones measured in docs/architecture.md (4.9.2 is the newest that runs on Python 3.11).
 # Idempotent: a stamp file records what was installed; re-running with the same pins does nothing.
@@ -8,9 +9,6 @@ cd "$(dirname "$0")/../.."
 STATE=${STATE_DIR:-.state}
 PYTHON=${PYTHON:-python3.11}
 venv="$STATE/venvs/localstack"
-# kinesis-mock lands in LocalStack's static-libs folder <FILESYSTEM_ROOT>/usr/lib/localstack; it is installed beside the venv
-# (kept by `make clean`, like the venv) and linked into the runtime FILESYSTEM_ROOT by services/localstack/service.py.
-libroot="$venv/filesystem-root"
 pins=("localstack-core[runtime]==4.9.2" "cbor2<6" "pyopenssl<25" "cryptography<45" "psutil<7.2" "service-identity")
 stamp="$venv/.installed"
 want="${pins[*]}"
@@ -28,13 +26,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "${pins[@]}"
   fi
   printf '%s' "$want" >"$stamp"
-fi
-
-# kinesis-mock is LocalStack's Kinesis backend, an npm package installed by LocalStack's package manager.
-if ! compgen -G "$libroot/usr/lib/localstack/kinesis-local/*/node_modules/kinesis-local/main.js" >/dev/null; then
-  command -v npm >/dev/null || { log "npm not found: kinesis-mock needs node and npm (apt-get install nodejs npm)"; exit 1; }
-  log "installing kinesis-mock (LocalStack's Kinesis backend) from npm"
-  mkdir -p "$libroot"
-  OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$(cd "$libroot" && pwd)" "$venv/bin/python" -m localstack.cli.lpm \
-    install kinesis-mock >/dev/null
 fi

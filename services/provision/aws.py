@@ -125,8 +125,8 @@ def provision_streams(settings: Settings, dry_run: bool) -> list[str]:
 
 
 def delete_streams(settings: Settings, names: Iterable[str], wait: bool = False) -> None:
-    """Delete streams that exist (tests and benchmarks clean up after themselves: kinesis-mock rewrites every retained
-    record into its state file each interval); `wait` until each is gone."""
+    """Delete streams that exist (tests and benchmarks clean up after themselves, so the Kinesis store's disk use does
+    not grow with every run); `wait` until each is gone."""
     kinesis = _client(settings, "kinesis")
     for name in names:
         try:
@@ -139,7 +139,7 @@ def delete_streams(settings: Settings, names: Iterable[str], wait: bool = False)
 
 def recreate_streams(settings: Settings) -> list[str]:
     """The user's three streams, empty (tests, benchmarks): delete them, then the provisioning step, retried:
-    kinesis-mock may not list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter."""
+    a Kinesis store may not list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter."""
     delete_streams(settings, settings.streams, wait=True)
     for attempt in range(5):
         try:

@@ -103,8 +103,8 @@ def run_module(child_env, settings, stack_control):
 
 @pytest.fixture(scope="session", autouse=True)
 def delete_test_streams():
-    """After the session, delete the Kinesis streams of the tests' user ids: kinesis-mock rewrites every retained
-    record into its state file each interval (services/localstack/service.py), so test data must not pile up."""
+    """After the session, delete the Kinesis streams of the tests' user ids, so test data does not pile up in the
+    Kinesis store (services/kinesis) from run to run."""
     yield
     import boto3
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from botocore.config import Config
 from stack import stack_settings
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
@@ -239,3 +240,87 @@ def test_kill_9_mid_stream_then_restart_loses_and_repeats_nothing(stream_setting
     truth = kinesis_truth(kinesis, stream_settings)
     assert {t: len(truth[t]) for t in TABLES} == dict(produced)
     check_exactly_once(stream_settings, warehouse, truth)
+
+
+@pytest.mark.timeout(JOB_TIMEOUT + 300)
+def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repeats_nothing(
+    stream_settings, kinesis, stack_control, tmp_path
+):
+    """The streaming job keeps running through a kill -9 of the Kinesis store and of LocalStack while records flow
+    in: every record the store acknowledged is in its Delta table exactly once, and nothing else."""
+    recreate_streams(stream_settings)
+    warehouse = tmp_path / "warehouse"
+    stop_producer = threading.Event()
+    acked: set[tuple[str, str]] = set()
+    refused = Counter()
+
+    def produce() -> None:
+        client = boto3.client(
+            "kinesis", config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+            **stream_settings.boto3_client_kwargs("kinesis"),
+        )  # fmt: skip
+        rows = {t: source_rows(t) for t in TABLES}
+        i = 0
+        while not stop_producer.is_set():
+            for table in TABLES:
+                batch = [rows[table][(i + k) % len(rows[table])] for k in range(10)]
+                records = [{"Data": json.dumps(r).encode(), "PartitionKey": f"{i}-{k}"} for k, r in enumerate(batch)]
+                try:
+                    response = client.put_records(StreamName=stream_settings.stream(table), Records=records)
+                except Exception:  # the store is down: nothing acknowledged, the next round tries again
+                    refused[table] += 1
+                    continue
+                acked.update((e["ShardId"], e["SequenceNumber"]) for e in response["Records"] if "SequenceNumber" in e)
+            i += 10
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    job = subprocess.Popen(
+        job_command(warehouse), cwd=REPO_ROOT, env=job_env(stream_settings),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(job.stdout), daemon=True)
+    reader.start()
+    try:
+        pin_log = warehouse / stream_settings.delta_table("pin") / "_delta_log"
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while len(list(pin_log.glob("*.json"))) < 3:  # table creation + at least two micro-batches committed
+            assert job.poll() is None, "the streaming job exited before the kills:\n" + "".join(output[-50:])
+            assert time.monotonic() < deadline, "no micro-batch committed in time"
+            time.sleep(0.5)
+        for service in ("kinesis", "localstack"):
+            stack_control.kill(service)
+            stack_control.wait_ready(service, timeout=60)
+            time.sleep(3)
+        stop_producer.set()
+        producer.join()
+        truth = kinesis_truth(kinesis, stream_settings)
+        assert acked <= {key for table in TABLES for key in truth[table]}, "acknowledged records lost by the store"
+        expected = sum(len(t) for t in truth.values())
+        while True:  # the job catches up with everything in Kinesis, without a restart
+            assert job.poll() is None, "the streaming job exited:\n" + "".join(output[-50:])
+            landed = sum(
+                len(delta_rows(warehouse / name))
+                for name in [*(stream_settings.delta_table(t) for t in TABLES), stream_settings.stream_quarantine_table]
+            )
+            if landed >= expected:
+                break
+            assert time.monotonic() < deadline, f"{landed} of {expected} records in Delta in time"
+            time.sleep(2)
+    finally:
+        os.killpg(job.pid, signal.SIGINT)
+        try:
+            job.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait()
+        stop_producer.set()
+    stack_control.wait_ready("localstack")
+    from services.provision import aws
+
+    aws.provision_api(stack_settings(), dry_run=False)  # LocalStack forgot the API: `make up` provisions it again
+    assert "restart" not in "".join(output), "a query failed and was restarted:\n" + "".join(output[-50:])
+    check_exactly_once(stream_settings, warehouse, truth)
+    print(f"{len(acked)} records acknowledged, {sum(refused.values())} PutRecords refused while the store was down")

@@ -25,7 +25,7 @@ URL_FIELDS = ("rest_proxy_url", "connect_url", "aws_endpoint_url", "aws_endpoint
 
 
 def _ports(s) -> tuple[int, ...]:
-    return s.rest_proxy_port, s.connect_address[1], s.localstack_port, s.kinesis_mock_port, s.s3_store_port
+    return s.rest_proxy_port, s.connect_address[1], s.localstack_port, s.kinesis_port, s.s3_store_port
 
 
 def test_ports_come_from_the_urls():
@@ -42,7 +42,7 @@ def test_a_url_without_a_port_gets_the_service_s_default():
 def test_local_service_urls_on_the_aws_target_use_the_default_ports():
     s = load_settings(pipeline_target="aws", bind_host="127.0.0.2", connect_url="http://c.example")
     assert s.connect_address == ("c.example", 8083)
-    assert (s.localstack_url, s.kinesis_mock_url, s.s3_store_url) == (
+    assert (s.localstack_url, s.kinesis_url, s.s3_store_url) == (
         "http://127.0.0.2:4566",
         "http://127.0.0.2:4567",
         "http://127.0.0.2:9000",
@@ -91,7 +91,7 @@ def test_aws_target_rejects_a_local_kinesis_endpoint():
     assert "AWS_ENDPOINT_URL_KINESIS" in str(error.value)
 
 
-def test_kinesis_clients_call_kinesis_mock_directly_and_fall_back_to_the_aws_endpoint():
+def test_kinesis_clients_call_the_kinesis_store_directly_and_fall_back_to_the_aws_endpoint():
     s = load_settings(_env_file=None)
     assert s.boto3_client_kwargs("kinesis")["endpoint_url"] == "http://127.0.0.1:4567"
     assert s.boto3_client_kwargs("apigateway")["endpoint_url"] == "http://127.0.0.1:4566"

@@ -1,37 +1,76 @@
-"""services/localstack/site/sitecustomize.py: the patch that gives kinesis-mock a fixed port, on a stand-in for
-LocalStack's server manager (the real one runs in LocalStack's own venv; tests/integration/test_localstack.py checks
-the real process on the running stack)."""
+"""services/localstack/site/sitecustomize.py: the patches that send LocalStack's Kinesis requests to the stack's
+Kinesis store, on stand-ins for LocalStack's provider and forwarder (the real ones run in LocalStack's own venv;
+tests/integration/test_localstack.py checks the real process on the running stack)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 import types
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pytest
 
 from services.localstack.service import SITE_DIR
 
-
-class FakeServer:
-    def __init__(self, port: int) -> None:
-        self._port = port
+BACKEND = "http://127.0.0.1:4567"
 
 
-class FakeManager:
-    def _create_kinesis_mock_server(self, account_id: str) -> FakeServer:
-        return FakeServer(port=51234)  # LocalStack's get_free_tcp_port()
+@dataclass
+class FakeHttpProxy:
+    sent: list[dict] = field(default_factory=list)
+
+    def forward(self, request, forward_path=None, headers=None):
+        self.sent.append(dict(headers or {}))
+        return "response"
+
+
+class FakeAwsRequestProxy:
+    created: ClassVar[list[str]] = []
+    instances: ClassVar[list[FakeAwsRequestProxy]] = []
+
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.proxy = self.proxy_sent = FakeHttpProxy()
+        FakeAwsRequestProxy.created.append(endpoint_url)
+        FakeAwsRequestProxy.instances.append(self)
+
+    def forward(self, context, service_request=None):
+        return self.proxy.forward(context.request, forward_path="/", headers=None)
+
+
+class FakeKinesisProvider:
+    def get_forward_url(self, account_id: str, region_name: str) -> str:
+        raise AssertionError("LocalStack would start kinesis-mock here")
+
+
+@dataclass
+class FakeRequest:
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeContext:
+    request: FakeRequest
+    account_id: str = "000000000000"
+    region: str = "us-east-1"
 
 
 @pytest.fixture
 def fake_localstack(monkeypatch):
-    names = ["localstack", "localstack.services", "localstack.services.kinesis"]
-    for name in names:
+    for name in ["localstack", "localstack.aws", "localstack.services", "localstack.services.kinesis"]:
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    module = types.ModuleType("localstack.services.kinesis.kinesis_mock_server")
-    module.KinesisServerManager = type("KinesisServerManager", (FakeManager,), {})
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    return module.KinesisServerManager
+    forwarder = types.ModuleType("localstack.aws.forwarder")
+    forwarder.AwsRequestProxy = FakeAwsRequestProxy
+    forwarder.get_request_forwarder_http = lambda getter: "LocalStack's own forwarder"
+    provider = types.ModuleType("localstack.services.kinesis.provider")
+    provider.KinesisProvider = type("KinesisProvider", (FakeKinesisProvider,), {})
+    sys.modules["localstack.aws"].forwarder = forwarder
+    monkeypatch.setitem(sys.modules, forwarder.__name__, forwarder)
+    monkeypatch.setitem(sys.modules, provider.__name__, provider)
+    FakeAwsRequestProxy.created, FakeAwsRequestProxy.instances = [], []
+    return types.SimpleNamespace(forwarder=forwarder, provider=provider.KinesisProvider)
 
 
 def run_site() -> None:
@@ -39,22 +78,39 @@ def run_site() -> None:
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
 
-def test_the_default_accounts_kinesis_mock_gets_the_fixed_port(fake_localstack, monkeypatch):
-    monkeypatch.setenv("KINESIS_MOCK_PORT", "4567")
+def test_kinesis_is_forwarded_to_the_store_and_kinesis_mock_never_starts(fake_localstack, monkeypatch):
+    monkeypatch.setenv("KINESIS_BACKEND_URL", BACKEND)
     run_site()
     run_site()  # applied once even if loaded twice
-    manager = fake_localstack()
-    assert manager._create_kinesis_mock_server("000000000000")._port == 4567
-    assert manager._create_kinesis_mock_server("111111111111")._port == 51234
+    assert fake_localstack.provider().get_forward_url("000000000000", "us-east-1") == BACKEND
+    provider = fake_localstack.provider()
+    forward = fake_localstack.forwarder.get_request_forwarder_http(provider.get_forward_url)
+    forward(FakeContext(FakeRequest({})))
+    forward(FakeContext(FakeRequest({"X-Amz-Date": "20261202T120000Z"})))
+    assert FakeAwsRequestProxy.created == [BACKEND], "one proxy (kept-alive connections) per backend"
+
+
+def test_a_request_without_a_date_gets_one_and_a_dated_request_is_left_alone(fake_localstack, monkeypatch):
+    monkeypatch.setenv("KINESIS_BACKEND_URL", BACKEND)
+    run_site()
+    forward = fake_localstack.forwarder.get_request_forwarder_http(lambda account, region: BACKEND)
+    forward(FakeContext(FakeRequest({"Authorization": "AWS4-HMAC-SHA256 mocked"})))
+    forward(FakeContext(FakeRequest({"X-Amz-Date": "20261202T120000Z"})))
+    sent = FakeAwsRequestProxy.instances[0].proxy_sent.sent
+    assert len(sent) == 2
+    assert len(sent[0]["X-Amz-Date"]) == len("20261202T120000Z") and sent[0]["X-Amz-Date"].endswith("Z")
+    assert "X-Amz-Date" not in sent[1]
 
 
 def test_without_the_variable_nothing_changes(fake_localstack, monkeypatch):
-    monkeypatch.delenv("KINESIS_MOCK_PORT", raising=False)
+    monkeypatch.delenv("KINESIS_BACKEND_URL", raising=False)
     run_site()
-    assert fake_localstack()._create_kinesis_mock_server("000000000000")._port == 51234
+    assert fake_localstack.forwarder.get_request_forwarder_http(None) == "LocalStack's own forwarder"
+    with pytest.raises(AssertionError, match="kinesis-mock"):
+        fake_localstack.provider().get_forward_url("000000000000", "us-east-1")
 
 
 def test_outside_localstack_it_does_nothing(monkeypatch):
-    monkeypatch.setenv("KINESIS_MOCK_PORT", "4567")
+    monkeypatch.setenv("KINESIS_BACKEND_URL", BACKEND)
     monkeypatch.setitem(sys.modules, "localstack", None)  # not importable, as in the project's venv
     run_site()
