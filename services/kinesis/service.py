@@ -37,6 +37,23 @@ def install_dir(settings: Settings) -> Path:
     return settings.tools_dir / "kinesis-store"
 
 
+def set_aside_kinesis_mock_state(settings: Settings) -> None:
+    """Before this store, LocalStack's kinesis-mock kept streams in a JSON snapshot. Its records are not imported
+    (their sequence numbers cannot be kept, so a streaming checkpoint could not continue exactly-once from them):
+    the snapshot is moved aside, once, with a message saying where, and provisioning creates the streams anew."""
+    old = settings.data_dir / "localstack" / "var" / "lib" / "localstack" / "state" / "kinesis"
+    if not any(old.glob("*.json")):
+        return
+    kept = settings.data_dir / "kinesis-mock-state-before-kinesalite"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    old.rename(kept)
+    print(
+        f"[kinesis] streams kept by the former Kinesis backend (kinesis-mock) are not carried over to the Kinesis "
+        f"store; its snapshot is kept in {kept}. Provisioning creates the streams again, empty.",
+        flush=True,
+    )
+
+
 def _node() -> str:
     return shutil.which("node") or "node"
 
@@ -49,6 +66,7 @@ def prepare(settings: Settings) -> None:
     if not shutil.which("node"):
         raise SystemExit("node not found: the Kinesis store (kinesalite) needs Node.js (`apt-get install nodejs`).")
     store_dir(settings).mkdir(parents=True, exist_ok=True)
+    set_aside_kinesis_mock_state(settings)
 
 
 def kinesis_client(settings: Settings, timeout: float = 10.0, endpoint: str | None = None):
