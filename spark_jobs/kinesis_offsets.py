@@ -37,8 +37,13 @@ and the query does not fail:
 - Records that were taken before and still exist are not taken again: at the start of a resumed run, a record that
   arrived no later than `lost_at` and does not number above `lost` is skipped (`already_taken`). Arrival times do
   not decrease within a shard, so these are records of the old numbering from `lost`'s own millisecond (AT_TIMESTAMP
-  returns records from that millisecond on). Without `lost_at`, the sequence number alone decides: kinesalite and
-  kinesis-mock begin every number with the shard's creation time, so a re-created shard numbers above the old one.
+  returns records from that millisecond on). Records that arrived later are new, whatever their number: kinesis-mock,
+  after losing records, numbers new ones from the count it kept, below the lost ones.
+- Without `lost_at` (only offsets written before `at` existed), the sequence number alone decides: every record
+  numbered up to `lost` counts as taken. That skips every survivor, and is right for a re-created stream in
+  kinesalite and kinesis-mock, whose numbers begin with the shard's creation time. After kinesis-mock lost records
+  in place, it also skips the new records numbered below `lost` (the resume is logged, those records are not
+  counted); re-reading all survivors instead would duplicate the stream's whole history.
 - Each resume is logged at WARNING and appended to the source's event log (`eventLog` option), which the streaming
   job counts into its status file. A logged batch whose records are gone is replayed with what is left, and the
   missing range is logged and counted the same way (spark_jobs/kinesis_fetch.py).
