@@ -1,8 +1,9 @@
 """The Kinesis source's offsets: pure functions over plain dicts, tested without Spark or Kinesis.
 
 How offsets work (exactly-once needs every batch to be re-readable with the same content):
-- An offset is a JSON dict `{shardId: {"seq": last sequence number taken or null, "start": where the shard's
-  reading began ("TRIM_HORIZON" or "AT_TIMESTAMP:<epoch ms>"), "ended": the shard is closed and read to its end}}`;
+- An offset is a JSON dict `{shardId: {"seq": last sequence number taken or null, "at": its arrival time (epoch
+  ms) or null, "start": where the shard's reading began ("TRIM_HORIZON" or "AT_TIMESTAMP:<epoch ms>"), "ended":
+  the shard is closed and read to its end}}`, plus the resume keys below after a resume.
   Spark writes it to the checkpoint's offset log before a batch runs. Every bound is a concrete position: `latest`
   is resolved once, at the query's first start, into `AT_TIMESTAMP:<now>`, so a replayed batch never depends on
   when it is replayed.
@@ -19,6 +20,33 @@ How offsets work (exactly-once needs every batch to be re-readable with the same
   merge. An ended shard that Kinesis no longer lists (past retention) leaves the offset at the next listing.
 - On restart Spark calls `partitions(last, last)` with the last offset of its log (AcceptsLatestSeenOffset); that
   is where fetching resumes.
+
+When the position is gone (loud resume): if Kinesis no longer has a shard's sequence number `seq` (the stream was
+deleted and re-created, or the store lost records), GetShardIterator AFTER_SEQUENCE_NUMBER fails
+(InvalidArgumentException in AWS and kinesalite, ResourceNotFoundException in kinesis-mock). Reading then resumes,
+and the query does not fail:
+- From the nearest valid position by arrival time: AT_TIMESTAMP `at`, the arrival of the last record taken. An
+  offset written before `at` existed falls back to its start marker (`AT_TIMESTAMP:<ms>`, or TRIM_HORIZON: all that
+  is left), the only time it knows.
+- Resuming begins a new run of the shard with a new start marker and a higher epoch: `{"seq": null, "at": null,
+  "start": "AT_TIMESTAMP:<at>", "epoch": n + 1, "lost": <the vanished seq>, "lost_at": <its at>}` (`epoch` absent
+  means 0). Sequence numbers are compared within one epoch only, because a re-created stream may number its records
+  below the old ones. So the rule for the offset log is: per shard the epoch never decreases, and within one epoch
+  `seq` never decreases. `batch_ranges` reads a shard whose epoch grew between two offsets from the start of the new
+  run, which keeps a replayed batch the same batch.
+- Records that were taken before and still exist are not taken again: at the start of a resumed run, a record that
+  arrived no later than `lost_at` and does not number above `lost` is skipped (`already_taken`). Arrival times do
+  not decrease within a shard, so these are records of the old numbering from `lost`'s own millisecond (AT_TIMESTAMP
+  returns records from that millisecond on). Records that arrived later are new, whatever their number: kinesis-mock,
+  after losing records, numbers new ones from the count it kept, below the lost ones.
+- Without `lost_at` (only offsets written before `at` existed), the sequence number alone decides: every record
+  numbered up to `lost` counts as taken. That skips every survivor, and is right for a re-created stream in
+  kinesalite and kinesis-mock, whose numbers begin with the shard's creation time. After kinesis-mock lost records
+  in place, it also skips the new records numbered below `lost` (the resume is logged, those records are not
+  counted); re-reading all survivors instead would duplicate the stream's whole history.
+- Each resume is logged at WARNING and appended to the source's event log (`eventLog` option), which the streaming
+  job counts into its status file. A logged batch whose records are gone is replayed with what is left, and the
+  missing range is logged and counted the same way (spark_jobs/kinesis_fetch.py).
 """
 
 from __future__ import annotations
@@ -52,8 +80,42 @@ class Shard:
         return cls(item["ShardId"], parents, closed)
 
 
-def shard_state(start: str, seq: str | None = None, ended: bool = False) -> dict[str, Any]:
-    return {"seq": seq, "start": start, "ended": ended}
+def shard_state(start: str, seq: str | None = None, ended: bool = False, at: int | None = None) -> dict[str, Any]:
+    return {"seq": seq, "start": start, "ended": ended, "at": at}
+
+
+def epoch(state: dict[str, Any]) -> int:
+    """How many times reading this shard resumed after its position vanished (0 in offsets that predate resuming)."""
+    return int(state.get("epoch", 0))
+
+
+def epoch_start(state: dict[str, Any]) -> dict[str, Any]:
+    """Where the run of `state` (its epoch) began: its start marker, before any record was taken."""
+    return {**state, "seq": None, "at": None, "ended": False}
+
+
+def resume_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The state to read on from when Kinesis no longer has `state`'s sequence number: a new run (epoch) from the
+    arrival time of the last record taken, or from the old start marker when no time is known."""
+    at = state.get("at")
+    start = f"{AT_TIMESTAMP}{at}" if at is not None else state["start"]
+    return {**shard_state(start), "epoch": epoch(state) + 1, "lost": state["seq"], "lost_at": at}
+
+
+def arrival_ms(row: Row) -> int | None:
+    """A row's ApproximateArrivalTimestamp in epoch milliseconds."""
+    return None if row[5] is None else round(row[5].timestamp() * 1000)
+
+
+def already_taken(state: dict[str, Any], row: Row) -> bool:
+    """Whether `row`, read at the start of a resumed run (`state` has taken nothing yet), was taken before the
+    resume: it arrived no later than the vanished record and does not number above it (module docstring)."""
+    if state["seq"] is not None or state.get("lost") is None:
+        return False
+    if seq_number(row[4]) > seq_number(state["lost"]):
+        return False
+    lost_at, arrived = state.get("lost_at"), arrival_ms(row)
+    return lost_at is None or arrived is None or arrived <= lost_at
 
 
 def seq_number(seq: str) -> int:
@@ -103,37 +165,46 @@ def readable_shards(offset: Offset, shards: Sequence[Shard]) -> list[str]:
     return readable
 
 
-def advance(offset: Offset, shard_id: str, last_seq: str | None, ended: bool) -> Offset:
-    """The offset after taking records up to `last_seq` (None: none taken) from `shard_id`."""
+def advance(offset: Offset, shard_id: str, last_seq: str | None, ended: bool, at: int | None = None) -> Offset:
+    """The offset after taking records up to `last_seq` (None: none taken; `at`: its arrival) from `shard_id`."""
     state = dict(offset[shard_id])
     if last_seq is not None:
-        state["seq"] = last_seq
+        state["seq"], state["at"] = last_seq, at
     state["ended"] = state["ended"] or ended
     return {**offset, shard_id: state}
 
 
 @dataclass(frozen=True)
 class ShardRange:
-    """Records of one shard after `start` (a shard state) up to and including sequence number `end_seq`."""
+    """Records of one shard after `start` (a shard state) up to and including sequence number `end_seq`, which
+    arrived at `end_at` (epoch ms; None in offsets that predate it)."""
 
     shard_id: str
     start: dict[str, Any]
     end_seq: str
+    end_at: int | None = None
 
 
 def batch_ranges(start: Offset, end: Offset) -> list[ShardRange]:
     """One range per shard with records in (start, end]. A shard missing from `start` (it appeared during the
-    batch) is read from its start marker in `end`."""
+    batch), or whose reading resumed during the batch (a higher epoch in `end`), is read from the start of its run
+    in `end`."""
     ranges = []
     for shard_id, end_state in sorted(end.items()):
         if end_state["seq"] is None:
             continue
-        start_state = start.get(shard_id) or shard_state(end_state["start"])
+        start_state = start.get(shard_id)
+        if start_state is None or epoch(start_state) < epoch(end_state):
+            start_state = epoch_start(end_state)
+        elif epoch(start_state) > epoch(end_state):
+            raise ValueError(
+                f"offset of shard {shard_id} goes backwards: epoch {epoch(start_state)} > {epoch(end_state)}"
+            )
         if start_state["seq"] == end_state["seq"]:
             continue
         if start_state["seq"] is not None and seq_number(start_state["seq"]) > seq_number(end_state["seq"]):
             raise ValueError(f"offset of shard {shard_id} goes backwards: {start_state['seq']} > {end_state['seq']}")
-        ranges.append(ShardRange(shard_id, start_state, end_state["seq"]))
+        ranges.append(ShardRange(shard_id, start_state, end_state["seq"], end_state.get("at")))
     return ranges
 
 
@@ -172,9 +243,13 @@ def take(
     since (`buffered[shard]`, in order; `fetched` is how far fetching got), at most `cap` of them. A shard is ended
     once it is fetched to its end and every fetched row is taken. A child shard moves only once each of its parents
     is ended in the result, so records of one key stay in order across a split or merge. Shards that fetching added
-    (resharding) join at their start marker; an ended shard that fetching dropped (Kinesis forgot it) leaves."""
+    (resharding) join at their start marker, and so does a shard whose fetching resumed (a higher epoch in
+    `fetched`; its buffer then holds rows of the new run only); an ended shard that fetching dropped (Kinesis forgot
+    it) leaves."""
     end = {
-        sid: dict(position[sid]) if sid in position else shard_state(fetched[sid]["start"])
+        sid: dict(position[sid])
+        if sid in position and (sid not in fetched or epoch(position[sid]) >= epoch(fetched[sid]))
+        else epoch_start(fetched[sid])
         for sid in sorted(set(fetched) | set(position))
         if sid in fetched or not position[sid]["ended"]
     }
@@ -191,6 +266,6 @@ def take(
             rows = rows_after(buffered.get(sid, ()), end[sid]["seq"])
             taken = rows[:cap]
             if taken:
-                end[sid]["seq"] = taken[-1][4]
+                end[sid]["seq"], end[sid]["at"] = taken[-1][4], arrival_ms(taken[-1])
             end[sid]["ended"] = bool(fetched[sid]["ended"]) and len(taken) == len(rows)
     return end

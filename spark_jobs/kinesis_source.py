@@ -19,7 +19,12 @@ default 10000), `maxRecordsPerShardPerBatch` (default 20000), `minFetchPeriod` (
 shard while it has more, default 200: Kinesis allows 5 per second per shard), `pollInterval` (ms between
 GetRecords calls on a shard that is caught up, default 500; twice that after a call that found nothing),
 `shardListInterval` (ms between ListShards calls, default 10000; a shard that ends triggers one at once),
-`prefetch` (default true; false: `latestOffset` fetches itself, for at most `maxFetchDuration` ms, default 2000).
+`prefetch` (default true; false: `latestOffset` fetches itself, for at most `maxFetchDuration` ms, default 2000),
+and one of our own, `eventLog`: a local file to which the source appends a JSON line for each resume after a
+vanished position and each logged batch it could not fully replay (the streaming job counts them in its status).
+
+A position Kinesis no longer has (a re-created stream, a store that lost records) does not fail the query: reading
+resumes by arrival time, logged and counted (spark_jobs/kinesis_offsets.py has the rule).
 
 Prefetching: like Databricks' source, the driver fetches ahead in a background thread, so a trigger only takes
 the records already fetched and does not wait for Kinesis (a trigger's `latestOffset` went from seconds to
@@ -49,7 +54,10 @@ from spark_jobs.kinesis_offsets import (
     Shard,
     ShardRange,
     advance,
+    arrival_ms,
     batch_ranges,
+    epoch,
+    epoch_start,
     first_after,
     initial_offset,
     merge_shards,
@@ -77,6 +85,7 @@ class KinesisShardPartition(InputPartition):
     start: dict[str, Any]
     end_seq: str
     rows: list[Row] | None = field(default=None, repr=False)
+    end_at: int | None = None
 
 
 class KinesisStreamReader(DataSourceStreamReader):
@@ -165,23 +174,34 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._fetched = fetched = merge_shards(self._fetched, shards)
         more, next_due = False, time.monotonic() + self.options.poll_interval
         for shard_id in readable_shards(fetched, shards):
+            fetcher = self._fetchers.get(shard_id)
             with self._lock:
-                buffered = self._buffers.get(shard_id, ({}, []))[1]
-                ahead = len(buffered) - first_after(buffered, self._position.get(shard_id, fetched[shard_id])["seq"])
+                if fetcher is not None and fetcher.epoch != epoch(self._fetched[shard_id]):
+                    # The fetcher resumed (its position vanished). Its new run starts once every row of the old run
+                    # is committed, so that a buffer holds rows of one numbering only.
+                    if self._buffers.get(shard_id, ({}, []))[1]:
+                        continue
+                    self._fetched = {**self._fetched, shard_id: dict(fetcher.state)}
+                    self._buffers[shard_id] = (epoch_start(fetcher.state), [])
+                state = self._fetched[shard_id]
+                base, buffered = self._buffers.get(shard_id, (state, []))
+                position = self._position.get(shard_id, state)
+                planned = first_after(buffered, position["seq"]) if epoch(position) == epoch(base) else 0
+                ahead = len(buffered) - planned
             if ahead >= self.options.max_records_per_batch:
                 continue  # a full batch is waiting: fetch on once it is planned
-            fetcher = self._fetchers.get(shard_id)
-            if fetcher is None or fetcher.state["seq"] != fetched[shard_id]["seq"]:
-                fetcher = ShardFetcher(self.client, self.options.stream, shard_id, fetched[shard_id], self.options)
+            if fetcher is None or fetcher.state["seq"] != state["seq"] or fetcher.epoch != epoch(state):
+                fetcher = ShardFetcher(self.client, self.options.stream, shard_id, state, self.options)
                 self._fetchers[shard_id] = fetcher
             if wait_until_due and fetcher.due_at() > time.monotonic():
                 next_due = min(next_due, fetcher.due_at())
                 continue
             rows, caught_up = fetcher.fetch()
             with self._lock:
-                _, buffer = self._buffers.setdefault(shard_id, (dict(fetched[shard_id]), []))
+                _, buffer = self._buffers.setdefault(shard_id, (dict(state), []))
                 buffer += rows
-                self._fetched = advance(self._fetched, shard_id, rows[-1][4] if rows else None, fetcher.ended)
+                last, at = (rows[-1][4], arrival_ms(rows[-1])) if rows else (None, None)
+                self._fetched = advance(self._fetched, shard_id, last, fetcher.ended, at)
             if fetcher.ended:
                 self._fetchers.pop(shard_id, None)
                 self._relist = True
@@ -215,7 +235,7 @@ class KinesisStreamReader(DataSourceStreamReader):
             self._position = end
         with self._lock:
             return [
-                KinesisShardPartition(part.shard_id, part.start, part.end_seq, self._buffered(part))
+                KinesisShardPartition(part.shard_id, part.start, part.end_seq, self._buffered(part), part.end_at)
                 for part in batch_ranges(start, end)
             ]
 
@@ -224,6 +244,8 @@ class KinesisStreamReader(DataSourceStreamReader):
         if part.shard_id not in self._buffers:
             return None
         base, rows = self._buffers[part.shard_id]
+        if epoch(part.start) != epoch(base):
+            return None
         start_seq = part.start["seq"]
         covered = (start_seq == base["seq"] and part.start["start"] == base["start"]) or any(
             row[4] == start_seq for row in rows
@@ -237,7 +259,9 @@ class KinesisStreamReader(DataSourceStreamReader):
             for shard_id, state in end.items():
                 if shard_id not in self._buffers:
                     continue
-                _, rows = self._buffers[shard_id]
+                base, rows = self._buffers[shard_id]
+                if epoch(state) != epoch(base):
+                    continue  # a batch of the run before a resume: the buffer holds the new run
                 kept = rows_after(rows, state["seq"])
                 if state["ended"] and not kept:
                     del self._buffers[shard_id]
@@ -252,7 +276,7 @@ class KinesisStreamReader(DataSourceStreamReader):
         fetcher = ShardFetcher(
             self.options.client(), self.options.stream, partition.shard_id, partition.start, self.options
         )
-        yield from read_range(fetcher, partition.end_seq)
+        yield from read_range(fetcher, partition.end_seq, partition.end_at)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -19,6 +19,13 @@ job runs until SIGINT or SIGTERM (`make stream-stop` sends SIGINT, which the Spa
 queries cleanly. A status file (`state/run/stream-status.json`) is rewritten every few seconds with each query's
 progress; the runner's readiness probe reads it. A query that fails (e.g. its Python worker missed Spark's fixed
 10 s connect-back window on a loaded machine) is restarted up to 5 times.
+
+When Kinesis no longer has a checkpoint's sequence number (a re-created stream, a store that lost records), the
+source resumes by arrival time instead of failing the query on every restart (spark_jobs/kinesis_offsets.py). The
+source runs in Spark's Python workers, so it reports each resume, and each logged batch it could not fully replay,
+as a JSON line in an event log next to the status file (`stream-status-events.jsonl`); every status counts them per
+query (`resumed`, `last_resume`, `lost_ranges`, `last_lost_range`). The counts cover the whole file, across restarts
+of the job: a resume stays visible after a later restart. Delete the file to start counting afresh.
 """
 
 from __future__ import annotations
@@ -58,8 +65,18 @@ STREAM_CONF = {
 }
 
 
+def query_name(table: str) -> str:
+    return f"stream_{table}"
+
+
 def start_query(
-    spark: SparkSession, settings: Settings, table: str, warehouse: str, checkpoints: str, args: argparse.Namespace
+    spark: SparkSession,
+    settings: Settings,
+    table: str,
+    warehouse: str,
+    checkpoints: str,
+    args: argparse.Namespace,
+    event_log: Path,
 ) -> StreamingQuery:
     checkpoint = layout.checkpoint_path(checkpoints, table)
     writer = BatchWriter(
@@ -73,6 +90,7 @@ def start_query(
         .option("streamName", settings.stream(table))
         .option("region", settings.aws_region)
         .option("initialPosition", args.initial_position)
+        .option("eventLog", str(event_log))
     )
     if args.timestamp:
         source = source.option("timestamp", args.timestamp)
@@ -82,7 +100,7 @@ def start_query(
         source.load()
         .transform(kinesis_records)
         .transform(prepare, table)
-        .writeStream.queryName(f"stream_{table}")
+        .writeStream.queryName(query_name(table))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{args.trigger_seconds} seconds")
         .foreachBatch(writer)
@@ -90,7 +108,42 @@ def start_query(
     )
 
 
-def query_status(query: StreamingQuery) -> dict[str, object]:
+def source_events_file(status_file: Path) -> Path:
+    """The Kinesis sources' event log: next to the status file, which it feeds."""
+    return status_file.with_name(f"{status_file.stem}-events.jsonl")
+
+
+def no_source_events() -> dict[str, object]:
+    return {"resumed": 0, "last_resume": None, "lost_ranges": 0, "last_lost_range": None}
+
+
+def source_counts(event_log: Path) -> dict[str, dict[str, object]]:
+    """Per stream, from the sources' event log (spark_jobs/kinesis_fetch.py): how many times reading resumed after
+    a vanished sequence number and the last such resume; how many logged batches could not be fully replayed and the
+    last of them."""
+    try:
+        lines = event_log.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return {}
+    counts: dict[str, dict[str, object]] = {}
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line still being written
+        stream = counts.setdefault(event.get("stream"), no_source_events())
+        details = {k: v for k, v in event.items() if k not in ("event", "stream")}
+        if event.get("event") == "resumed":
+            stream["resumed"] = int(stream["resumed"]) + 1
+            stream["last_resume"] = details
+        elif event.get("event") == "lost_range":
+            stream["lost_ranges"] = int(stream["lost_ranges"]) + 1
+            stream["last_lost_range"] = details
+    return counts
+
+
+def query_status(query: StreamingQuery, source: dict[str, object] | None = None) -> dict[str, object]:
+    """A query's progress, and what its source reported (`source_counts` of its stream)."""
     progress = query.lastProgress or {}
     return {
         "name": query.name,
@@ -103,15 +156,20 @@ def query_status(query: StreamingQuery) -> dict[str, object]:
         "trigger_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
         "duration_ms": progress.get("durationMs"),
         "progress_at": progress.get("timestamp"),
+        **(source or no_source_events()),
     }
 
 
-def write_status(path: Path, queries: list[StreamingQuery]) -> None:
+def write_status(path: Path, queries: list[StreamingQuery], streams: dict[str, str] | None = None) -> None:
+    """Rewrite the status file; `streams` maps query names to the streams they read, whose source events (in the
+    event log next to the file) each query's entry counts."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    streams = streams or {}
+    counts = source_counts(source_events_file(path)) if streams else {}
     status = {
         "pid": os.getpid(),
         "updated_at": datetime.now(UTC).isoformat(),
-        "queries": [query_status(q) for q in queries],
+        "queries": [query_status(q, counts.get(streams.get(q.name, ""))) for q in queries],
     }
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps(status, indent=2))
@@ -129,15 +187,19 @@ def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> in
     quarantine = settings.stream_quarantine_table
     ensure_table(spark, quarantine, layout.table_path(warehouse, quarantine), quarantine_schema, ("arrival_time",))
 
-    def start(table: str) -> StreamingQuery:
-        return start_query(spark, settings, table, warehouse, checkpoints, args)
+    # Absolute: the sources write the event log next to it from Spark's Python workers.
+    path = (Path(args.status_file) if args.status_file else settings.stream_status_file).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    streams = {query_name(table): settings.stream(table) for table in args.tables}
 
-    path = Path(args.status_file) if args.status_file else settings.stream_status_file
+    def start(table: str) -> StreamingQuery:
+        return start_query(spark, settings, table, warehouse, checkpoints, args, source_events_file(path))
+
     queries = {}
     for table in args.tables:  # one at a time: each start launches a Python worker that must connect back in 10 s
         queries[table] = start(table)
         wait_for_first_trigger(queries[table])
-        write_status(path, list(queries.values()))
+        write_status(path, list(queries.values()), streams)
     print(
         f"stream: {len(queries)} queries running ({', '.join(settings.stream(t) for t in args.tables)} -> "
         f"{warehouse}), trigger {args.trigger_seconds} s",
@@ -180,7 +242,7 @@ def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> in
                     counted[table].add(key)
                     last_rows_at[table] = time.monotonic()
                     totals[table] += progress["numInputRows"]
-        write_status(path, list(queries.values()))
+        write_status(path, list(queries.values()), streams)
         idle = all(
             (q.lastProgress or {}).get("numInputRows") == 0 and time.monotonic() - last_rows_at[t] >= args.until_idle
             for t, q in queries.items()
@@ -190,7 +252,7 @@ def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> in
             break
     for query in queries.values():
         query.stop()
-    write_status(path, list(queries.values()))
+    write_status(path, list(queries.values()), streams)
     print(f"stream: stopped after {time.monotonic() - started:.0f} s; records read {totals}", flush=True)
     return exit_code
 
@@ -240,7 +302,11 @@ def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace
     parser.add_argument("--tables", nargs="+", choices=TABLES, default=list(TABLES))
     parser.add_argument("--until-idle", type=float, default=0, help="stop after this many seconds without records")
     parser.add_argument("--master", default=None, help="Spark master (default: SPARK_MASTER or local[2])")
-    parser.add_argument("--status-file", default=None, help="progress file (default: state/run/stream-status.json)")
+    parser.add_argument(
+        "--status-file",
+        default=None,
+        help="progress file (default: state/run/stream-status.json); the sources' event log goes next to it",
+    )
     return parser.parse_args(argv)
 
 

@@ -137,10 +137,11 @@ def delete_streams(settings: Settings, names: Iterable[str], wait: bool = False)
             pass
 
 
-def recreate_streams(settings: Settings) -> list[str]:
-    """The user's three streams, empty (tests, benchmarks): delete them, then the provisioning step, retried:
-    a Kinesis store may not list a stream for a moment after CreateStream, which fails boto3's StreamExists waiter."""
-    delete_streams(settings, settings.streams, wait=True)
+def recreate_streams(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
+    """The user's three streams (or those of them in `names`), empty (tests, benchmarks): delete them, then the
+    provisioning step, retried: a Kinesis store may not list a stream for a moment after CreateStream, which fails
+    boto3's StreamExists waiter."""
+    delete_streams(settings, settings.streams if names is None else names, wait=True)
     for attempt in range(5):
         try:
             return provision_streams(settings, dry_run=False)

@@ -120,9 +120,9 @@ def job_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def run_job(settings: Settings, warehouse: Path, idle_seconds: int = 10) -> subprocess.CompletedProcess:
+def run_job(settings: Settings, warehouse: Path, idle_seconds: int = 10, *extra: str) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        job_command(warehouse, "--until-idle", str(idle_seconds)),
+        job_command(warehouse, "--until-idle", str(idle_seconds), *extra),
         cwd=REPO_ROOT,
         env=job_env(settings),
         capture_output=True,
@@ -324,3 +324,44 @@ def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repe
     assert "restart" not in "".join(output), "a query failed and was restarted:\n" + "".join(output[-50:])
     check_exactly_once(stream_settings, warehouse, truth)
     print(f"{len(acked)} records acknowledged, {sum(refused.values())} PutRecords refused while the store was down")
+
+
+@pytest.mark.timeout(2 * JOB_TIMEOUT + 300)
+def test_a_checkpoint_whose_sequence_numbers_vanished_resumes_logs_and_counts_it(stream_settings, kinesis, tmp_path):
+    """The stream is deleted and created again while the job is stopped, so the sequence numbers in its checkpoint
+    no longer exist. The restarted job resumes by arrival time (no failed query, no crash loop), takes each new record
+    exactly once, and its status file counts one resume per shard it had read. One table keeps the test short."""
+    stream = stream_settings.stream("pin")
+    warehouse, status = tmp_path / "warehouse", tmp_path / "status.json"
+    rows = source_rows("pin")
+
+    def put(prefix: str, batch: list[dict]) -> dict[tuple[str, str], bytes]:
+        records = [{"Data": json.dumps(r).encode(), "PartitionKey": f"{prefix}-{i}"} for i, r in enumerate(batch)]
+        assert kinesis.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
+        return {(shard, r["SequenceNumber"]): r["Data"] for shard, r in stream_records(kinesis, stream)}
+
+    recreate_streams(stream_settings, [stream])
+    old = put("before", rows[:20])
+    run_job(stream_settings, warehouse, 10, "--tables", "pin")
+    read_shards = {shard for shard, _ in old}
+
+    recreate_streams(stream_settings, [stream])  # the checkpoint's sequence numbers are gone with the old stream
+    new = put("after", rows[20:])
+    assert read_shards <= {shard for shard, _ in new}, "every shard read before must have new records to resume at"
+    assert not set(old) & set(new)
+
+    # Before the resume, each restart failed the query in latestOffset until stream.py gave up (exit code 1).
+    result = run_job(stream_settings, warehouse, 10, "--tables", "pin")
+    assert f"fetching from Kinesis stream {stream} failed" not in result.stderr, result.stderr[-3000:]
+    landed = Counter(
+        (r["shard_id"], r["sequence_number"]) for r in delta_rows(warehouse / stream_settings.delta_table("pin"))
+    )
+    assert not {k: n for k, n in landed.items() if n > 1}, "records landed twice"
+    assert set(landed) == set(old) | set(new)
+    [query] = json.loads(status.read_text())["queries"]
+    assert query["resumed"] == len(read_shards), query
+    assert query["last_resume"]["shard"] in read_shards and query["last_resume"]["resumed_at"]
+    assert query["last_resume"]["lost_seq"] in {seq for _, seq in old}
+    assert query["lost_ranges"] == 0
+    # The WARNING of each resume, from the source in Spark's Python worker, whose stderr Spark passes on.
+    assert result.stderr.count("no longer exists") == len(read_shards), result.stderr[-3000:]

@@ -1,10 +1,12 @@
 """The Kinesis source's offset logic and reader, against a small in-memory fake of the Kinesis API (no Spark run,
 no LocalStack): multiple shards, empty shards, restart from a checkpointed offset, replay of a logged batch,
-resharding (parents read before children), pacing and throttling backoff."""
+resharding (parents read before children), pacing and throttling backoff, and resuming when a checkpoint's sequence
+number no longer exists (a re-created stream, lost records)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import pickle
 import threading
 import time
@@ -24,21 +26,23 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 class FakeKinesis:
     """The slice of the Kinesis API the reader uses. Sequence numbers grow across the stream, like Kinesis's."""
 
-    def __init__(self, shards: dict[str, tuple[str, ...]]):
+    def __init__(self, shards: dict[str, tuple[str, ...]], lost_error: str = "InvalidArgumentException"):
         self.shards = {sid: {"parents": parents, "records": [], "closed": False} for sid, parents in shards.items()}
         self.seq = itertools.count(49_000_000_000_000_000_000)
         self.iterators: dict[str, tuple[str, int]] = {}
+        self.expired: set[str] = set()
         self.calls: list[str] = []
         self.throttle_next = 0
         self.clock = EPOCH
+        self.lost_error = lost_error  # what GetShardIterator answers for a sequence number the shard does not have
 
     # --- test helpers
-    def put(self, shard_id: str, count: int, key: str = "k") -> list[str]:
+    def put(self, shard_id: str, count: int, key: str = "k", step_ms: int = 10) -> list[str]:
         shard = self.shards[shard_id]
         assert not shard["closed"], "cannot put into a closed shard"
         seqs = []
         for _ in range(count):
-            self.clock += timedelta(milliseconds=10)
+            self.clock += timedelta(milliseconds=step_ms)
             seq = str(next(self.seq))
             data = f'{{"n": {len(shard["records"])}, "shard": "{shard_id}"}}'.encode()
             shard["records"].append(
@@ -51,6 +55,21 @@ class FakeKinesis:
         self.shards[parent]["closed"] = True
         for child in children:
             self.shards[child] = {"parents": (parent,), "records": [], "closed": False}
+
+    def recreate(self, first_seq: int) -> None:
+        """The stream deleted and created again: same shard ids, no records, numbers from `first_seq` on (below the
+        old ones, which Kinesis does not promise not to do). Every iterator handed out before is dead."""
+        for shard in self.shards.values():
+            shard["records"] = []
+        self.seq = itertools.count(first_seq)
+        self.expired |= set(self.iterators)
+        self.clock += timedelta(seconds=30)
+
+    def drop(self, shard_id: str, seqs: list[str]) -> None:
+        """The store lost these records (e.g. a kill -9 between two of kinesis-mock's snapshots)."""
+        self.shards[shard_id]["records"] = [
+            r for r in self.shards[shard_id]["records"] if r["SequenceNumber"] not in seqs
+        ]
 
     # --- API
     def list_shards(self, StreamName=None, NextToken=None):
@@ -74,7 +93,15 @@ class FakeKinesis:
         elif ShardIteratorType == "LATEST":
             index = len(records)
         elif ShardIteratorType == "AFTER_SEQUENCE_NUMBER":
-            index = next(i + 1 for i, r in enumerate(records) if r["SequenceNumber"] == StartingSequenceNumber)
+            found = [i + 1 for i, r in enumerate(records) if r["SequenceNumber"] == StartingSequenceNumber]
+            if not found:  # AWS's and kinesalite's wording; kinesis-mock answers ResourceNotFoundException
+                message = (
+                    f"StartingSequenceNumber {StartingSequenceNumber} used in GetShardIterator on shard {ShardId} "
+                    f"in stream {StreamName} under account 000000000000 is invalid because it did not come from "
+                    "this stream."
+                )
+                raise ClientError({"Error": {"Code": self.lost_error, "Message": message}}, "GetShardIterator")
+            index = found[0]
         elif ShardIteratorType == "AT_TIMESTAMP":
             index = next(
                 (i for i, r in enumerate(records) if r["ApproximateArrivalTimestamp"] >= Timestamp), len(records)
@@ -90,6 +117,8 @@ class FakeKinesis:
         if self.throttle_next:
             self.throttle_next -= 1
             raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException"}}, "GetRecords")
+        if ShardIterator in self.expired:
+            raise ClientError({"Error": {"Code": "ExpiredIteratorException"}}, "GetRecords")
         shard_id, index = self.iterators[ShardIterator]
         shard = self.shards[shard_id]
         batch = shard["records"][index : index + Limit]
@@ -317,6 +346,9 @@ def rows_for(shard_id: str, seqs: list[int]) -> list[tuple]:
     return [("k", b"{}", STREAM, shard_id, str(seq), EPOCH) for seq in seqs]
 
 
+EPOCH_MS = round(EPOCH.timestamp() * 1000)
+
+
 def test_take_caps_each_shard_and_keeps_children_behind_their_parents():
     position = {"p": ko.shard_state("TRIM_HORIZON", "10"), "q": ko.shard_state("TRIM_HORIZON", "5")}
     fetched = {
@@ -329,14 +361,14 @@ def test_take_caps_each_shard_and_keeps_children_behind_their_parents():
     # Cap 2: p takes 11-12 and is not ended (13 is left), so its child may not move yet.
     end = ko.take(position, fetched, shards, buffered, cap=2)
     assert end == {
-        "p": ko.shard_state("TRIM_HORIZON", "12"),
-        "q": ko.shard_state("TRIM_HORIZON", "7"),
+        "p": ko.shard_state("TRIM_HORIZON", "12", at=EPOCH_MS),
+        "q": ko.shard_state("TRIM_HORIZON", "7", at=EPOCH_MS),
         "c": ko.shard_state("TRIM_HORIZON"),
     }
     # Next batch: p's last record ends it, and in the same pass its child starts.
     end2 = ko.take(end, fetched, shards, buffered, cap=2)
-    assert end2["p"] == ko.shard_state("TRIM_HORIZON", "13", ended=True)
-    assert end2["c"] == ko.shard_state("TRIM_HORIZON", "21") and end2["q"] == end["q"]
+    assert end2["p"] == ko.shard_state("TRIM_HORIZON", "13", ended=True, at=EPOCH_MS)
+    assert end2["c"] == ko.shard_state("TRIM_HORIZON", "21", at=EPOCH_MS) and end2["q"] == end["q"]
     # Kinesis forgets the ended parent: it leaves once fetching dropped it.
     assert "p" not in ko.take(end2, {k: v for k, v in fetched.items() if k != "p"}, shards[1:], buffered, cap=2)
 
@@ -496,11 +528,198 @@ def test_a_shard_is_polled_at_kinesis_pace_while_behind_and_less_often_when_idle
     assert due == [0.2, 0.5, 1.0]
 
 
-def test_read_range_fails_loudly_when_logged_records_are_gone():
+# --- loud resume: the checkpoint's sequence number no longer exists -------------------------------------------
+def events(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def millis(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def test_resume_state_starts_a_new_epoch_at_the_last_arrival_time():
+    state = ko.shard_state("TRIM_HORIZON", "900", at=1_700_000_000_123)
+    resumed = ko.resume_state(state)
+    assert resumed == {
+        **ko.shard_state("AT_TIMESTAMP:1700000000123"),
+        "epoch": 1,
+        "lost": "900",
+        "lost_at": 1_700_000_000_123,
+    }
+    assert ko.epoch(ko.resume_state({**state, **resumed, "seq": "5", "at": 1_700_000_009_000})) == 2
+    # An offset written before `at` existed: the only time it knows is its start marker.
+    legacy = {"seq": "900", "start": "AT_TIMESTAMP:1600000000000", "ended": False}
+    assert ko.resume_state(legacy)["start"] == "AT_TIMESTAMP:1600000000000"
+    assert ko.resume_state({**legacy, "start": "TRIM_HORIZON"})["start"] == "TRIM_HORIZON"
+    assert ko.epoch(legacy) == 0
+
+
+def test_already_taken_skips_the_old_numbering_of_the_lost_records_millisecond_only():
+    resumed = ko.resume_state(ko.shard_state("TRIM_HORIZON", "900", at=EPOCH_MS))
+    same_ms, later = EPOCH, EPOCH + timedelta(milliseconds=1)
+    assert ko.already_taken(resumed, ("k", b"", STREAM, "s", "899", same_ms))  # taken, still there
+    assert not ko.already_taken(resumed, ("k", b"", STREAM, "s", "901", same_ms))  # same ms, not taken yet
+    assert not ko.already_taken(resumed, ("k", b"", STREAM, "s", "3", later))  # a re-created stream's smaller number
+    assert not ko.already_taken({**resumed, "seq": "3"}, ("k", b"", STREAM, "s", "899", same_ms))  # run under way
+    no_time = ko.resume_state({"seq": "900", "start": "TRIM_HORIZON", "ended": False})
+    assert ko.already_taken(no_time, ("k", b"", STREAM, "s", "899", later))
+    assert not ko.already_taken(no_time, ("k", b"", STREAM, "s", "901", later))
+
+
+def test_batch_ranges_compare_sequence_numbers_within_one_epoch_only():
+    before = {"s": ko.shard_state("TRIM_HORIZON", "900", at=EPOCH_MS)}
+    resumed = ko.resume_state(before["s"])
+    after = {"s": {**resumed, "seq": "7", "at": EPOCH_MS + 5}}  # smaller number, later epoch: not backwards
+    assert ko.batch_ranges(before, after) == [ko.ShardRange("s", ko.epoch_start(after["s"]), "7", EPOCH_MS + 5)]
+    assert ko.batch_ranges(before, {"s": resumed}) == []  # resumed, nothing taken yet
+    with pytest.raises(ValueError, match="backwards: epoch 1 > 0"):
+        ko.batch_ranges(after, before)
+    # Offsets already in checkpoints (no `at`, no `epoch`) still plan as before.
+    legacy = {"s": {"seq": "10", "start": "TRIM_HORIZON", "ended": False}}
+    legacy_end = {"s": {"seq": "20", "start": "TRIM_HORIZON", "ended": False}}
+    assert ko.batch_ranges(legacy, legacy_end) == [ko.ShardRange("s", legacy["s"], "20")]
+
+
+def test_a_recreated_stream_resumes_by_arrival_time_and_takes_each_record_once(monkeypatch, tmp_path):
+    log = tmp_path / "events.jsonl"
+    fake = FakeKinesis({"s0": (), "s1": ()})
+    fake.put("s0", 3)
+    fake.put("s1", 2)
+    reader = make_reader(fake, monkeypatch, eventLog=str(log))
+    committed, _ = run_batch(reader, reader.initialOffset())
+    last_arrival = {
+        sid: millis(shard["records"][-1]["ApproximateArrivalTimestamp"]) for sid, shard in fake.shards.items()
+    }
+    assert {sid: state["at"] for sid, state in committed.items()} == last_arrival
+    reader.stop()
+
+    # The stream is deleted and created again while the job is down; it numbers its records below the old ones.
+    fake.recreate(first_seq=1_000)
+    new = {"s0": fake.put("s0", 2), "s1": fake.put("s1", 3)}
+    fake.calls.clear()
+    restarted = make_reader(fake, monkeypatch, eventLog=str(log))
+    assert restarted.partitions(committed, committed) == []
+    end, rows = run_batch(restarted, committed)
+    assert sorted(keys(rows)) == sorted((sid, q) for sid, seqs in new.items() for q in seqs)  # once each
+    assert fake.calls.count("GetShardIterator AT_TIMESTAMP") == 2
+    for sid in ("s0", "s1"):
+        assert end[sid]["epoch"] == 1 and end[sid]["lost"] == committed[sid]["seq"]
+        assert end[sid]["start"] == f"AT_TIMESTAMP:{last_arrival[sid]}"  # the last taken record's arrival
+        assert end[sid]["seq"] == new[sid][-1]
+    assert [part.shard_id for part in ko.batch_ranges(committed, end)] == ["s0", "s1"]  # no "goes backwards"
+
+    # Counted once per shard, with what was lost and where reading resumed.
+    logged = events(log)
+    assert [(e["event"], e["shard"], e["lost_seq"]) for e in logged] == [
+        ("resumed", sid, committed[sid]["seq"]) for sid in ("s0", "s1")
+    ]
+    assert logged[0]["resumed_at"] == datetime.fromtimestamp(last_arrival["s0"] / 1000, UTC).isoformat(
+        timespec="milliseconds"
+    )
+    assert logged[0]["stream"] == STREAM and logged[0]["epoch"] == 1
+
+    # The resumed batch replays identically from Kinesis (a restart before its commit) ...
+    replaying = make_reader(fake, monkeypatch, eventLog=str(log))
+    parts = replaying.partitions(committed, end)
+    assert all(part.rows is None for part in parts)
+    assert keys(row for part in parts for row in replaying.read(part)) == keys(rows)
+    # ... and reading goes on after it without resuming again.
+    later = fake.put("s0", 2)
+    _, rows = run_batch(restarted, end)
+    assert [q for _, q in keys(rows)] == later
+    assert len(events(log)) == 2
+
+
+def test_records_that_survive_a_loss_are_not_taken_again(monkeypatch, tmp_path):
+    log = tmp_path / "events.jsonl"
+    fake = FakeKinesis({"s0": ()}, lost_error="ResourceNotFoundException")  # kinesis-mock's answer
+    fake.put("s0", 3)
+    same_ms = fake.put("s0", 3, step_ms=0)  # three records in one millisecond
+    reader = make_reader(fake, monkeypatch, eventLog=str(log), maxRecordsPerShardPerBatch="5")
+    committed, rows = run_batch(reader, reader.initialOffset())
+    assert committed["s0"]["seq"] == same_ms[1]  # the batch ended inside that millisecond
+
+    fake.drop("s0", [same_ms[1]])  # the checkpoint's record is lost; its neighbours in the same ms survive
+    newer = fake.put("s0", 2)
+    restarted = make_reader(fake, monkeypatch, eventLog=str(log))
+    restarted.partitions(committed, committed)
+    end, rows = run_batch(restarted, committed)
+    # same_ms[0] was taken and is skipped, same_ms[2] was not and is taken: nothing twice, nothing left out.
+    assert [q for _, q in keys(rows)] == [same_ms[2], *newer]
+    assert end["s0"]["start"] == f"AT_TIMESTAMP:{committed['s0']['at']}" and end["s0"]["lost"] == same_ms[1]
+    assert [e["event"] for e in events(log)] == ["resumed"]
+    assert "ResourceNotFoundException" in events(log)[0]["error"]
+
+
+def test_an_offset_without_arrival_time_resumes_from_its_start_marker(monkeypatch, tmp_path):
+    log = tmp_path / "events.jsonl"
+    fake = FakeKinesis({"s0": ()})
+    taken = fake.put("s0", 4)
+    # A checkpoint written before `at` existed: it knows no time but its start marker.
+    legacy = {"s0": {"seq": taken[-1], "start": "TRIM_HORIZON", "ended": False}}
+    fake.drop("s0", taken[2:])  # the store kept only the first two
+    newer = fake.put("s0", 2)
+    reader = make_reader(fake, monkeypatch, eventLog=str(log))
+    reader.partitions(legacy, legacy)
+    end, rows = run_batch(reader, legacy)
+    assert [q for _, q in keys(rows)] == newer  # the survivors numbered up to the lost one are not taken again
+    assert end["s0"]["start"] == "TRIM_HORIZON" and end["s0"]["epoch"] == 1
+    assert events(log)[0]["resumed_from"] == "TRIM_HORIZON" and events(log)[0]["resumed_at"] is None
+
+
+def test_a_resume_waits_until_the_rows_of_the_old_run_are_committed(monkeypatch, tmp_path):
+    fake = FakeKinesis({"s0": ()})
+    old = fake.put("s0", 5)
+    reader = make_reader(fake, monkeypatch, eventLog=str(tmp_path / "events.jsonl"), maxRecordsPerShardPerBatch="2")
+    offset, rows = run_batch(reader, reader.initialOffset())  # all 5 fetched, 2 taken
+    got = keys(rows)
+    fake.recreate(first_seq=1_000)  # the buffered 3 are gone from Kinesis, and the iterator with them
+    new = fake.put("s0", 3)
+    offsets = [offset]
+    for _ in range(4):
+        offset, rows = run_batch(reader, offset)
+        offsets.append(offset)
+        got += keys(rows)
+    assert [q for _, q in got] == old + new  # the buffered rows first, then the new run: each once, in order
+    assert [ko.epoch(o["s0"]) for o in offsets] == [0, 0, 0, 1, 1]
+    for start, end in itertools.pairwise(offsets):
+        ko.batch_ranges(start, end)  # the offset log stays valid
+
+
+def test_replay_of_a_batch_whose_records_are_gone_counts_a_lost_range_and_moves_on(monkeypatch, tmp_path):
+    log = tmp_path / "events.jsonl"
     fake = FakeKinesis({"s0": ()})
     fake.put("s0", 2)
-    fake.split("s0", ("s1",))
+    first = make_reader(fake, monkeypatch, eventLog=str(log))
+    start, _ = run_batch(first, first.initialOffset())  # batch 0 committed
+    fake.put("s0", 3)
+    end = first.latestOffset()  # batch 1 logged, then the process dies before its commit
+    fake.recreate(first_seq=1_000)
+    new = fake.put("s0", 4)
+
+    restarted = make_reader(fake, monkeypatch, eventLog=str(log))
+    [part] = restarted.partitions(start, end)
+    assert list(restarted.read(part)) == []  # no crash: nothing of batch 1 is left (and nothing new is in it)
+    restarted.commit(end)
+    assert [(e["event"], e.get("lost_seq") or e.get("until_seq")) for e in events(log)] == [
+        ("resumed", start["s0"]["seq"]),  # the replay's start vanished too
+        ("lost_range", end["s0"]["seq"]),
+    ]
+    assert events(log)[1]["replayed"] == 0
+    _, rows = run_batch(restarted, end)
+    assert [q for _, q in keys(rows)] == new  # the query moves on: the new records, once
+    assert [e["event"] for e in events(log)] == ["resumed", "lost_range", "resumed"]
+
+
+def test_replay_yields_the_records_that_survive_and_counts_the_rest():
+    fake = FakeKinesis({"s0": (), "s1": ()})
+    seqs = fake.put("s0", 4)
     options = kf.KinesisOptions(stream=STREAM, min_fetch_period=0)
-    fetcher = kf.ShardFetcher(fake, STREAM, "s0", ko.shard_state("TRIM_HORIZON"), options)
-    with pytest.raises(RuntimeError, match="retention"):
-        list(kf.read_range(fetcher, str(10**30)))
+    fake.drop("s0", seqs[2:])  # the end of the logged range (seqs[0], seqs[3]] is gone, the shard is at its tip
+    fetcher = kf.ShardFetcher(fake, STREAM, "s0", ko.shard_state("TRIM_HORIZON", seqs[0]), options)
+    assert [row[4] for row in kf.read_range(fetcher, seqs[3])] == [seqs[1]]
+    # Records of a closed shard end before the range does: the same, without waiting for a deadline.
+    fake.put("s1", 2)
+    fake.split("s1", ("s2",))
+    fetcher = kf.ShardFetcher(fake, STREAM, "s1", ko.shard_state("TRIM_HORIZON"), options)
+    assert len(list(kf.read_range(fetcher, str(10**30)))) == 2
