@@ -48,7 +48,7 @@ def environment(settings: Settings) -> dict[str, str]:
         "OVERRIDE_IN_DOCKER": "0",
         "FILESYSTEM_ROOT": str(filesystem_root(settings)),
         "GATEWAY_LISTEN": f"{settings.bind_host}:{settings.localstack_port}",
-        "GATEWAY_SERVER": "hypercorn",
+        "GATEWAY_SERVER": "twisted",
         "DNS_ADDRESS": "0",
         "DISABLE_EVENTS": "1",
         "SKIP_SSL_CERT_DOWNLOAD": "1",

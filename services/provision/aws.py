@@ -104,10 +104,12 @@ class ProvisionError(SystemExit):
 
 
 def invoke_url(settings: Settings, api_id: str) -> str:
-    """Where clients call the stage: AWS's per-API DNS name, or the path form every endpoint override answers."""
+    """Where clients call the stage: AWS's per-API DNS name, or LocalStack's path form on the endpoint override
+    (`/_aws/execute-api/<api>/<stage>`; the older `/restapis/<api>/<stage>/_user_request_` is deprecated and logs a
+    warning on every request, a cost measured in scripts/bench/bench_gateway.py)."""
     if settings.pipeline_target == "aws" or not settings.aws_endpoint_url:
         return f"https://{api_id}.execute-api.{settings.aws_region}.amazonaws.com/{settings.api_stage}"
-    return f"{settings.aws_endpoint_url.rstrip('/')}/restapis/{api_id}/{settings.api_stage}/_user_request_"
+    return f"{settings.aws_endpoint_url.rstrip('/')}/_aws/execute-api/{api_id}/{settings.api_stage}"
 
 
 def _client(settings: Settings, service: str):

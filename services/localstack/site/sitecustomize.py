@@ -19,12 +19,13 @@ and ignored), so two patches do it:
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import time
 
 
 def _amz_date() -> str:
-    import time
-
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
 
@@ -78,4 +79,133 @@ def _dated_proxy(aws_proxy):
     return aws_proxy
 
 
+def _cache_jsonpath_expressions() -> None:
+    """API Gateway's mapping templates call `$input.path()`/`$input.json()`, and LocalStack compiles the JSONPath
+    with `jsonpath_rw.parse` on every call, which builds a new PLY lexer and LR parser each time (it inspects its own
+    source files to do so): most of LocalStack's CPU per gateway request in our profile. The compiled expressions
+    are immutable, so the same path string is compiled once."""
+    try:
+        from localstack.services.apigateway.next_gen.execute_api import template_mapping
+    except ImportError:
+        return
+    if hasattr(template_mapping.parse, "cache_info"):
+        return
+    template_mapping.parse = functools.lru_cache(maxsize=1024)(template_mapping.parse)
+
+
+def _pool_the_gateways_integration_calls() -> None:
+    """API Gateway's integrations call their backends with `requests.request`, which opens (and closes) a new
+    connection, with a DNS lookup, for every gateway request; here they share a pooled session per integration type
+    (kept-alive connections; the same proxies and settings as `requests.request` otherwise).
+
+    And the AWS integration sends its Kinesis calls over HTTP to LocalStack itself, where the whole AWS handler chain
+    parses each one, dispatches it to the Kinesis provider, and forwards it to the store, then parses and re-serialises
+    the answer: a second trip through LocalStack for every gateway request. Here a call whose `X-Amz-Target` is
+    Kinesis's goes to the store at once, with the same method, headers (the integration's mocked signature, plus
+    `X-Amz-Date`) and body, and the store's answer (status, headers, body) is the integration's response, as before.
+    The one thing skipped is LocalStack's Kinesis provider, which adds nothing to PutRecord(s) but optional random
+    failures (KINESIS_ERROR_PROBABILITY)."""
+    backend = os.environ.get("KINESIS_BACKEND_URL", "").strip()
+    if not backend:
+        return
+    try:
+        import requests
+        from localstack.services.apigateway.next_gen.execute_api.integrations import aws as aws_integration
+        from localstack.services.apigateway.next_gen.execute_api.integrations import http as http_integration
+    except ImportError:
+        return
+    for module, kinesis_backend in ((aws_integration, backend.rstrip("/") + "/"), (http_integration, None)):
+        if not isinstance(module.requests, _PooledRequests):
+            module.requests = _PooledRequests(module.requests, _pooled_session(requests), kinesis_backend)
+
+
+def _pooled_session(requests):
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _PooledRequests:
+    """Stands in for the `requests` module inside an integration module: `request` goes through a pooled session
+    (Kinesis calls to the store, when `kinesis_backend` is set); everything else (exceptions, ...) is the module's."""
+
+    def __init__(self, module, session, kinesis_backend: str | None) -> None:
+        self._module, self._session, self._kinesis_backend = module, session, kinesis_backend
+
+    def request(self, method, url, **kwargs):
+        headers = kwargs.get("headers") or {}
+        if self._kinesis_backend and str(headers.get("X-Amz-Target", "")).startswith("Kinesis_"):
+            kwargs["headers"] = {"X-Amz-Date": _amz_date(), **headers}
+            return self._session.request(method, self._kinesis_backend, **kwargs)
+        return self._session.request(method, url, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+def _compile_templates_and_schemas_once() -> None:
+    """Two more costs LocalStack pays on every gateway request for what never changes between requests (our profile:
+    together about 40 % of its CPU per request): it validates the request body with `jsonschema.validate`, which
+    checks the model's schema against the JSON Schema meta-schema before validating the body, and it renders the
+    mapping template with a new `airspeed.Template`, which parses the template again. Here a validator is built
+    once per schema (exactly what `validate` does, minus the repetition), and a template is parsed once per text (an
+    airspeed template's parsed body is only read when rendering)."""
+    try:
+        import airspeed
+        from jsonschema import exceptions, validators
+        from localstack.services.apigateway.next_gen.execute_api.handlers import method_request
+        from localstack.utils.aws import templating
+    except ImportError:
+        return
+    if getattr(method_request.validate, "cached", False):
+        return
+    checked: dict[str, object] = {}
+
+    def validate(instance, schema, cls=None, *args, **kwargs):
+        key = json.dumps(schema, sort_keys=True, default=str)
+        validator = checked.get(key)
+        if validator is None:
+            kind = cls or validators.validator_for(schema)
+            kind.check_schema(schema)
+            validator = kind(schema, *args, **kwargs)
+            if len(checked) > 256:
+                checked.clear()
+            checked[key] = validator
+        error = exceptions.best_match(validator.iter_errors(instance))
+        if error is not None:
+            raise error
+
+    validate.cached = True
+    method_request.validate = validate
+    templating.airspeed = _ParsedOnce(airspeed)
+
+
+class _ParsedOnce:
+    """Stands in for the `airspeed` module in LocalStack's templating: `Template(text)` is parsed once per text."""
+
+    def __init__(self, module) -> None:
+        self._module = module
+        self._templates: dict[str, object] = {}
+
+    def Template(self, content, *args, **kwargs):
+        if args or kwargs:
+            return self._module.Template(content, *args, **kwargs)
+        template = self._templates.get(content)
+        if template is None:
+            template = self._module.Template(content)
+            template.ensure_compiled()
+            if len(self._templates) > 256:
+                self._templates.clear()
+            self._templates[content] = template
+        return template
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
 _forward_kinesis_to_backend()
+_cache_jsonpath_expressions()
+_compile_templates_and_schemas_once()
+_pool_the_gateways_integration_calls()

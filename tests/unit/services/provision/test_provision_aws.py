@@ -269,7 +269,7 @@ def test_on_demand_when_shards_is_zero(aws_env):
 
 def test_invoke_url_forms(clean_env, tmp_path):
     local = load_settings(state_dir=tmp_path, _env_file=None)
-    assert aws.invoke_url(local, "abc123") == "http://127.0.0.1:4566/restapis/abc123/prod/_user_request_"
+    assert aws.invoke_url(local, "abc123") == "http://127.0.0.1:4566/_aws/execute-api/abc123/prod"
     remote = load_settings(pipeline_target="aws", aws_region="us-west-2", api_stage="dev", _env_file=None)
     assert aws.invoke_url(remote, "abc123") == "https://abc123.execute-api.us-west-2.amazonaws.com/dev"
 
