@@ -15,6 +15,7 @@ RATE ?=
 BURST ?=
 TARGET ?= auto
 CONCURRENCY ?=
+NO_ADAPT ?=
 PYTEST_ARGS ?=
 # The integration tests CI runs in Docker mode, after the whole suite in native mode (README: Tests): both ingestion
 # paths end to end through the gateway, the batch job, the streaming job with its kill -9 and restart, the DAG on the
@@ -31,7 +32,8 @@ RUN := STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_run.sh
 COMPOSE := STATE_DIR=$(STATE) scripts/compose.sh
 
 EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
-	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY))
+	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
+	$(if $(NO_ADAPT),--no-adapt)
 
 .PHONY: stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
 	test test-unit test-integration test-docker lint format bench
@@ -68,7 +70,7 @@ distclean: clean ## also delete virtualenvs and downloaded jars
 seed: ## fill the MySQL source (ROWS=11154 SEED=42); replaces existing data
 	@$(RUN) -m services.mysql.seed --rows $(ROWS) --seed $(SEED)
 
-emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=auto|gateway|proxy)
+emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=auto|gateway|proxy NO_ADAPT=1)
 	@$(RUN) -m emulator $(EMULATE_ARGS)
 
 provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run)

@@ -3,7 +3,9 @@
 Samples posts from the MySQL source with the original's sequence and posts each post's three rows (pin, geo,
 user) to the batch path (Kafka topics through API Gateway or straight to the REST proxy) or to the streaming path
 (Kinesis streams through API Gateway). Shows progress, ends with a summary, and exits non-zero when any record
-finally failed; failed records are written to a JSON-lines file so nothing is lost silently.
+finally failed; failed records are written to a JSON-lines file so nothing is lost silently. All requests share one
+adaptive budget (emulator/limiter.py): throttling answers slow the whole emulator down, and the summary says how
+far, so a throttling gateway gets fewer requests rather than a retry storm.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path as FilePath
 
 import httpx
 
+from emulator.limiter import AdaptiveLimiter
 from emulator.sampling import Draw, draws
 from emulator.sender import KafkaRestPath, KinesisGatewayPath, Path, RetryPolicy, Stats, deliver, failure_lines
 from emulator.source import Source
@@ -34,7 +37,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     pacing.add_argument("--rate", type=float, help="posts per second (default: the original's random 0-1 s sleep)")
     pacing.add_argument("--burst", action="store_true", help="no sleeping; several records per request")
     parser.add_argument("--batch-size", type=int, default=100, help="records per request in burst mode (max 500)")
-    parser.add_argument("--concurrency", type=int, default=None, help="requests in flight (default 1, burst 4)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="posts in flight, each one request per table (default 1, burst 4); the most the emulator uses",
+    )
+    parser.add_argument(
+        "--no-adapt",
+        dest="adapt",
+        action="store_false",
+        help="keep concurrency and rate fixed when the gateway throttles (429/503, Kinesis or Kafka throttling "
+        "codes); by default throttling answers cut both for all requests, retries included, and successes raise "
+        "them back",
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"sampling seed (default {DEFAULT_SEED})")
     parser.add_argument(
         "--target",
@@ -87,19 +103,47 @@ def chunks(iterator: Iterator[Draw], size: int) -> Iterator[list[Draw]]:
         yield chunk
 
 
+def new_limiter(args: argparse.Namespace) -> AdaptiveLimiter:
+    """The shared budget in requests: each post in flight is one request per table, and so is each post/s."""
+    return AdaptiveLimiter(
+        max_concurrency=args.concurrency * len(TABLES),
+        max_rate=args.rate * len(TABLES) if args.rate else None,
+        adapt=args.adapt,
+    )
+
+
+def throttling_summary(limiter: AdaptiveLimiter) -> str:
+    """How often the gateway throttled and how far the emulator slowed down for it."""
+    if not limiter.throttles:
+        return "throttling: none"
+    line = f"throttling: {limiter.throttles:,} answer{'' if limiter.throttles == 1 else 's'}"
+    if not limiter.adapt:
+        return f"{line} (adaptation off: --no-adapt)"
+    line += f"; requests in flight went down to {limiter.lowest_concurrency} of {limiter.max_concurrency}"
+    if limiter.lowest_rate is not None:
+        line += f", send rate to {limiter.lowest_rate:,.1f} requests/s"
+    return line
+
+
 class Progress:
-    def __init__(self, stats: Stats, quiet: bool) -> None:
+    def __init__(self, stats: Stats, limiter: AdaptiveLimiter, quiet: bool) -> None:
         self.stats = stats
+        self.limiter = limiter
         self.quiet = quiet
         self.started = time.monotonic()
 
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         s = self.stats
-        return (
+        line = (
             f"sent {s.sent:,}  acked {s.acked:,}  failed {s.failed:,}  retries {s.retries:,}  "
             f"{s.acked / elapsed:,.1f} records/s  ({elapsed:.0f} s)"
         )
+        limiter = self.limiter
+        if limiter.throttles:
+            rate = f", {limiter.rate:,.1f} requests/s" if limiter.rate is not None else ""
+            line += f"  throttled {limiter.throttles:,} (allowed {limiter.concurrency} in flight{rate})"
+        return line
 
     async def run(self) -> None:
         while not self.quiet:
@@ -107,13 +151,20 @@ class Progress:
             print(self.line(), file=sys.stderr, flush=True)
 
 
-async def emulate(settings: Settings, args: argparse.Namespace, source: Source, base_url: str, stats: Stats) -> None:
+async def emulate(
+    settings: Settings,
+    args: argparse.Namespace,
+    source: Source,
+    base_url: str,
+    stats: Stats,
+    limiter: AdaptiveLimiter,
+) -> None:
     row_count = source.row_count()
     api_key = settings.resolved_api_key()
     headers = {"x-api-key": api_key} if api_key else {}
     limits = httpx.Limits(max_connections=args.concurrency * 3, max_keepalive_connections=args.concurrency * 3)
     policy = RetryPolicy(max_attempts=args.max_attempts)
-    progress = Progress(stats, args.quiet)
+    progress = Progress(stats, limiter, args.quiet)
     reporter = asyncio.create_task(progress.run())
     slots = asyncio.Semaphore(args.concurrency)
     in_flight: set[asyncio.Task] = set()
@@ -123,7 +174,7 @@ async def emulate(settings: Settings, args: argparse.Namespace, source: Source, 
         try:
             await asyncio.gather(
                 *(
-                    deliver(path, table, destination(settings, args.mode, table), rows, stats, policy)
+                    deliver(path, table, destination(settings, args.mode, table), rows, stats, policy, limiter)
                     for table, rows in rows_by_table.items()
                 )
             )
@@ -173,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     source = Source(settings)
     count = "forever" if args.count == 0 else f"{args.count:,} posts ({args.count * 3:,} records)"
     pacing = "burst" if args.burst else (f"{args.rate:g} posts/s" if args.rate else "original pacing (0-1 s)")
-    print(f"emulating {count} in {args.mode} mode to {label}; {pacing}, concurrency {args.concurrency}", flush=True)
+    adapting = "adapting to throttling" if args.adapt else "fixed (--no-adapt)"
+    print(
+        f"emulating {count} in {args.mode} mode to {label}; {pacing}, concurrency {args.concurrency} {adapting}",
+        flush=True,
+    )
     started = time.monotonic()
     stats = Stats()
+    limiter = new_limiter(args)
     try:
-        asyncio.run(emulate(settings, args, source, base_url, stats))
+        asyncio.run(emulate(settings, args, source, base_url, stats, limiter))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     finally:
@@ -187,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         f"summary: sent {stats.sent:,} records, acked {stats.acked:,}, failed {stats.failed:,}, "
         f"retries {stats.retries:,} in {elapsed:.1f} s ({stats.acked / max(elapsed, 1e-9):,.1f} records/s)"
     )
+    print(throttling_summary(limiter))
     failures_file = write_failures(settings, stats)
     if failures_file:
         for failure in stats.failures[:5]:

@@ -8,8 +8,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections under a burst of requests, which the client then
+    # retries a second later: a delay no real gateway adds.
+    request_queue_size = 128
+
+
 class ScriptedServer:
-    """Answers each request with the next scripted (status, body) and records what it received."""
+    """Answers each request with the next scripted (status, body) and records what it received; a body given as
+    (body, {header: value}) is sent with those headers too."""
 
     def __init__(self):
         self.script: deque = deque()
@@ -33,8 +40,13 @@ class ScriptedServer:
                 if status == "drop":
                     self.connection.close()
                     return
+                headers = {}
+                if isinstance(payload, tuple):  # (body, extra headers)
+                    payload, headers = payload
                 data = json.dumps(payload).encode()
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -45,9 +57,9 @@ class ScriptedServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.httpd.shutdown()

@@ -6,6 +6,7 @@ import json
 import httpx
 import pytest
 
+from emulator.limiter import AdaptiveLimiter
 from emulator.sender import KafkaRestPath, KinesisGatewayPath, RetryPolicy, Stats, deliver
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.002)
@@ -30,7 +31,8 @@ def run(path_type, server, rows, table="geo", destination="0a1b2c3d4e5f.geo"):
     async def go():
         stats = Stats()
         async with httpx.AsyncClient(timeout=5) as client:
-            await deliver(path_type(client, server.url, {"x-api-key": "k"}), table, destination, rows, stats, FAST)
+            path = path_type(client, server.url, {"x-api-key": "k"})
+            await deliver(path, table, destination, rows, stats, FAST, AdaptiveLimiter(max_concurrency=1))
         return stats
 
     return asyncio.run(go())
