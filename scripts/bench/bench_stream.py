@@ -3,6 +3,12 @@
 
     .state/venv/bin/python scripts/bench/bench_stream.py [--rate 100] [--seconds 60] [--path kinesis|gateway]
                                                          [--no-append]
+    .state/venv/bin/python scripts/bench/bench_stream.py --curve 100,300,1000 --seconds 120 --top-seconds 600
+
+`--curve` runs the steps one after the other on the same streaming job (a scaling curve in one run: each step waits
+for its records to land before the next starts), with `--top-seconds` at the last step, and reports per step the
+sustained rate against the offered one and p95 latency against the first step's (goals: sustained >= 0.95x of
+offered at every step; p95 at the top within 1.5x of p95 at the first step).
 
 Uses its own user id (`7e57c0deb006`) with freshly created streams and a temporary warehouse, so it touches no user
 data. Starts `python -m spark_jobs.stream` (trigger 1 s) and waits until its three queries run, then PUTs records at
@@ -205,7 +211,13 @@ def main() -> int:
         help="kinesis: PutRecords straight to the streams (default; offers 100/s); gateway: the emulator's PUTs",
     )
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--curve", default="", help="comma-separated rates run in turn, e.g. 100,300,1000")
+    parser.add_argument("--top-seconds", type=float, default=None, help="--curve: seconds at the last rate")
     args = parser.parse_args()
+    rates = [float(r) for r in args.curve.split(",") if r.strip()] or [args.rate]
+    durations = [args.seconds] * len(rates)
+    if args.top_seconds:
+        durations[-1] = args.top_seconds
     settings = load_settings(pipeline_user_id=BENCH_USER_ID)
     recreate_streams(settings)
     work = Path(tempfile.mkdtemp(prefix="bench-stream-"))
@@ -218,6 +230,7 @@ def main() -> int:
             [*command, "--trigger-seconds", "1"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     poller = DeltaPoller(warehouse, settings)
+    steps: list[tuple[float, float, dict[tuple[str, int], float], str]] = []
     try:
         deadline = time.monotonic() + 900
         while True:
@@ -237,10 +250,17 @@ def main() -> int:
         while not set(warm_up) <= set(poller.seen) and time.monotonic() - warm_start < 600:
             time.sleep(0.5)
         print(f"bench_stream: warm-up landed in {time.monotonic() - warm_start:.1f} s; sending", flush=True)
-        put_at, path = put_records(settings, args.rate, args.seconds, args.path)
-        wait_until = time.monotonic() + 120
-        while not set(put_at) <= set(poller.seen) and time.monotonic() < wait_until:
-            time.sleep(0.5)
+        first = 0
+        for rate, seconds in zip(rates, durations, strict=True):
+            print(f"bench_stream: step {rate:.0f} records/s for {seconds:.0f} s", flush=True)
+            put_at, path = put_records(settings, rate, seconds, args.path, first=first)
+            first += len(put_at) + 1
+            wait_until = time.monotonic() + 120
+            while not set(put_at) <= set(poller.seen) and time.monotonic() < wait_until:
+                time.sleep(0.5)
+            steps.append((rate, seconds, put_at, path))
+            if job.poll() is not None:
+                break
     finally:
         poller.stop.set()
         job.terminate()
@@ -249,27 +269,44 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             job.kill()
         delete_streams(settings, settings.streams)
-    latencies = sorted(poller.seen[key] - put_at[key] for key in put_at if key in poller.seen)
+    results = [step_result(*step, poller.seen, work) for step in steps]
+    ok = all(r["landed"] == r["offered_records"] for r in results)
+    base_p95 = results[0]["p95"]
+    for r in results:
+        row = (
+            f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {r['path']} | {r['rate']:.0f}/s for {r['seconds']:.0f} s | "
+            f"{r['landed']}/{r['offered_records']} | {r['sustained']:.1f} ({r['sustained'] / r['rate']:.2f}x) | "
+            f"{r['p50']:.2f} s | {r['p95']:.2f} s ({r['p95'] / base_p95:.2f}x) | {r['max']:.2f} s | 1 s | "
+            f"{machine()} |"
+        )
+        print(f"bench_stream: {row}")
+        if not args.no_append:
+            append_result(row)
+    return 0 if ok else 1
+
+
+def step_result(
+    rate: float, seconds: float, put_at: dict[tuple[str, int], float], path: str, seen: dict, work: Path
+) -> dict:
+    latencies = sorted(seen[key] - put_at[key] for key in put_at if key in seen)
     landed = len(latencies)
     if not landed:
-        raise SystemExit(f"no record landed; see {work / 'job.log'}")
-    span = max(poller.seen.values()) - min(put_at.values())
-    print_windows(put_at, poller.seen)
-    print_tables(put_at, poller.seen)
+        raise SystemExit(f"no record of the {rate:.0f}/s step landed; see {work / 'job.log'}")
+    step_seen = {key: seen[key] for key in put_at if key in seen}
+    span = max(step_seen.values()) - min(put_at.values())
+    print_windows(put_at, step_seen)
+    print_tables(put_at, step_seen)
     quantiles = statistics.quantiles(latencies, n=100) if landed > 1 else latencies * 99
-    p50, p95 = quantiles[49], quantiles[94]
     print(
-        f"bench_stream: {landed}/{len(put_at)} records landed via {path}; sustained {landed / span:.1f} records/s; "
-        f"latency p50 {p50:.2f} s, p95 {p95:.2f} s, max {latencies[-1]:.2f} s"
+        f"bench_stream: {rate:.0f}/s: {landed}/{len(put_at)} records landed via {path}; sustained "
+        f"{landed / span:.1f} records/s; latency p50 {quantiles[49]:.2f} s, p95 {quantiles[94]:.2f} s, "
+        f"max {latencies[-1]:.2f} s",
+        flush=True,
     )
-    row = (
-        f"| {datetime.now(UTC):%Y-%m-%d %H:%M} | {path} | {args.rate:.0f}/s for {args.seconds:.0f} s | "
-        f"{landed}/{len(put_at)} | {landed / span:.1f} | {p50:.2f} s | {p95:.2f} s | {latencies[-1]:.2f} s | 1 s | "
-        f"{machine()} |"
-    )
-    if not args.no_append:
-        append_result(row)
-    return 0 if landed == len(put_at) else 1
+    return {
+        "rate": rate, "seconds": seconds, "path": path, "landed": landed, "offered_records": len(put_at),
+        "sustained": landed / span, "p50": quantiles[49], "p95": quantiles[94], "max": latencies[-1],
+    }  # fmt: skip
 
 
 if __name__ == "__main__":
