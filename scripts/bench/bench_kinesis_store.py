@@ -3,11 +3,14 @@
 Goals: put and get latency with 100,000 records held per shard within 1.5x of an empty stream; every acknowledged
 record survives kill -9 of the store.
 
-    .state/venv/bin/python scripts/bench/bench_kinesis_store.py [--candidates km-0.4.13 km-0.6.2 kinesalite-3.3.3]
+    .state/venv/bin/python scripts/bench/bench_kinesis_store.py [--candidates km-0.4.13 km-0.6.2 kinesalite-3.3.3
+                                                                            stack]
         [--held 100000] [--fill-limit-seconds 600] [--calls 200] [--idle-seconds 60] [--base-port 14500] [--no-record]
 
 Candidates: kinesis-mock (npm `kinesis-local`) 0.4.13 and 0.6.2, persisting a snapshot every 30 s, and kinesalite
-3.3.3 (LevelDB). Each is installed with `npm install --prefix <STATE_DIR or .state>/bench/kinesis-store/<candidate>`
+3.3.3 (LevelDB), and `stack`: the stack's own Kinesis store as the stack runs it (services/kinesis/server.js, the
+package `make setup` installed, the service's flags), on a port and data folder of its own here. Each other one is
+installed with `npm install --prefix <STATE_DIR or .state>/bench/kinesis-store/<candidate>`
 (skipped when already there; needs node and npm) and started here in its own session with its data under that folder;
 every process started is stopped by its PID (SIGTERM, then SIGKILL) and the data deleted at the end of the
 candidate's run, also on an error or Ctrl-C. The store's output goes to `<that folder>/store.log`. No stack needed.
@@ -44,6 +47,8 @@ import boto3
 from botocore.config import Config
 from results import REPO, machine, record_row  # scripts/bench/results.py (run as a script)
 
+from pipeline.settings import load_settings
+from services.kinesis import service as kinesis_service
 from tests.support.kinesis import stream_records
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -68,11 +73,16 @@ class Candidate:
     def kinesis_mock(self) -> bool:
         return self.package == "kinesis-local"
 
+    @property
+    def stack(self) -> bool:
+        return self.package == "stack"
+
 
 CANDIDATES = [
     Candidate("km-0.4.13", "kinesis-local", "0.4.13"),
     Candidate("km-0.6.2", "kinesis-local", "0.6.2"),
     Candidate("kinesalite-3.3.3", "kinesalite", "3.3.3"),
+    Candidate("stack", "stack", "services/kinesis"),
 ]
 
 
@@ -113,7 +123,12 @@ def bench_root() -> Path:
 
 
 def install(candidate: Candidate, folder: Path) -> Path:
-    """The package's folder, installed with npm unless it is already there."""
+    """The package's folder, installed with npm unless it is already there (the stack's: by `make setup`)."""
+    if candidate.stack:
+        package = kinesis_service.install_dir(load_settings()) / "node_modules" / "kinesalite"
+        if not package.is_dir():
+            raise SystemExit(f"the stack's Kinesis store is not installed ({package}): run `make setup`")
+        return package
     package = folder / "node_modules" / candidate.package
     if (package / "package.json").exists():
         log(f"{candidate.name}: installed in {folder}")
@@ -151,6 +166,12 @@ class Store:
                 CREATE_STREAM_DURATION="500ms",
             )
             command = ["node", str(self.package / "main.js")]
+        elif self.candidate.stack:
+            definition = kinesis_service.service(
+                load_settings(aws_endpoint_url_kinesis=f"http://127.0.0.1:{self.port}")
+            )
+            command = [arg for arg in definition.command if not arg.startswith("--path=")] + [f"--path={data}"]
+            env.update(definition.env)
         else:
             command = ["node", str(self.package / "cli.js"), "--port", str(self.port), "--path", str(data)]
             command += ["--createStreamMs", "500"]
