@@ -380,6 +380,7 @@ def latency(store: Store, data: Path, result: Result, args: argparse.Namespace) 
 def run(candidate: Candidate, port: int, args: argparse.Namespace) -> Result:
     folder = bench_root() / candidate.name
     package = install(candidate, folder)
+    folder.mkdir(parents=True, exist_ok=True)
     data = folder / "data"
     store = Store(candidate, package, port, folder / "store.log")
     store.log_path.write_bytes(b"")

@@ -15,14 +15,16 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_clients import kafka_python_config
-from pipeline.settings import Settings, load_settings
+from pipeline.settings import TABLES, Settings, load_settings
 from services.provision import aws
 from services.provision.kafka import provision_topics
+from tests.support.kinesis import stream_records
 
 pytestmark = pytest.mark.integration
 
 TEST_USER = "7e57c0de0001"
 KEY_TEST_USER = "7e57c0de0002"
+GATEWAY_DATABASE = "pinterest_data_gateway"  # a source database of its own for the emulator
 ROW = {
     "index": 10794,
     "unique_id": "c4bd2577-a7bb-4409-bb7a-17d5ed7e1cf1",
@@ -253,3 +255,21 @@ def _delete_api(settings: Settings, apigw) -> None:
     for api in apigw.get_rest_apis(limit=500)["items"]:
         if api["name"] == settings.api_name:
             apigw.delete_rest_api(restApiId=api["id"])
+
+
+def test_single_record_requests_with_8_in_flight_are_all_acknowledged_and_land(gateway, kinesis, run_module):
+    """The original pipeline's client sends one record per request: 1,000 posts (3,000 records) through the gateway
+    with 8 requests in flight, all acknowledged, none failed, each in its stream."""
+    settings, url = gateway
+    aws.recreate_streams(settings)
+    env = {"API_INVOKE_URL": url, "PIPELINE_USER_ID": TEST_USER, "MYSQL_DATABASE": GATEWAY_DATABASE}
+    seeded = run_module("services.mysql.seed", "--rows", "300", "--seed", "7", env=env)
+    assert seeded.returncode == 0, seeded.stdout[-2000:] + seeded.stderr[-2000:]
+    sent = run_module(
+        "emulator", "--mode", "stream", "--count", "1000", "--burst", "--batch-size", "1", "--concurrency", "8",
+        "--quiet", env=env,
+    )  # fmt: skip
+    assert sent.returncode == 0, sent.stdout[-2000:] + sent.stderr[-2000:]
+    assert "acked 3,000, failed 0" in sent.stdout, sent.stdout[-2000:]
+    landed = {table: sum(1 for _ in stream_records(kinesis, settings.stream(table))) for table in TABLES}
+    assert landed == dict.fromkeys(TABLES, 1000)

@@ -1,7 +1,7 @@
 """The Kinesis store (kinesalite, services/kinesis) on the running stack: both doors (the store's own port and
-LocalStack's, which API Gateway uses) serve the same streams, every acknowledged record survives a kill -9 of the
-store and of LocalStack, the endpoint answers again within 30 s, and `make status` tells the truth while the store is
-down. The streaming job under these kills is tests/integration/test_streaming.py's."""
+LocalStack's, which API Gateway uses) serve the same streams; every acknowledged record survives a kill -9 of the
+store and of LocalStack, and `make down`/`make up`; the endpoint answers again within 30 s; and `make status` tells
+the truth while the store is down. The streaming job under these kills: tests/integration/test_streaming.py."""
 
 from __future__ import annotations
 
@@ -80,6 +80,19 @@ def test_records_put_through_localstack_survive_a_kill_9_of_localstack(store, st
     stack_control.wait_ready("localstack")
     _reprovision_the_api()
     print(f"kill -9 of LocalStack: its Kinesis answered again after {answered:.1f} s; {len(acked)} records kept")
+
+
+def test_make_down_and_up_keep_every_stream_record(store, stack_control):
+    run = uuid.uuid4().hex[:8]
+    acked = put_acknowledged(store, run, 200)
+    stack_control.down("localstack", "kinesis")  # `make down`'s own stop, for these two services
+    assert not stack_control.running("kinesis") and not stack_control.running("localstack")
+    for service in ("kinesis", "localstack"):
+        stack_control.start(service)
+        stack_control.wait_ready(service)
+    _reprovision_the_api()
+    kept = {key for key in readable(store) if key.startswith(run)}
+    assert kept == acked, f"{len(acked - kept)} of {len(acked)} records lost across make down / make up"
 
 
 def test_status_tells_the_truth_while_the_store_is_down(store, stack_control):
