@@ -168,7 +168,13 @@ async def emulate(
     reporter = asyncio.create_task(progress.run())
     slots = asyncio.Semaphore(args.concurrency)
     in_flight: set[asyncio.Task] = set()
+    errors: list[BaseException] = []  # a post that failed unexpectedly (a bug, not a delivery failure): stop, loudly
     loop = asyncio.get_running_loop()
+
+    def finished(task: asyncio.Task) -> None:
+        in_flight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            errors.append(task.exception())
 
     async def post(path: Path, rows_by_table: dict[str, list[dict]]) -> None:
         try:
@@ -197,14 +203,21 @@ async def emulate(
                 elif not args.burst and posted:
                     await asyncio.sleep(batch[0].sleep_seconds)
                 await slots.acquire()
+                if errors:
+                    slots.release()
+                    break
                 rows_by_table = {table: [rows[table][d.index] for d in batch] for table in TABLES}
                 task = asyncio.create_task(post(path, rows_by_table))
                 in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
+                task.add_done_callback(finished)
                 posted += len(batch)
+            if errors:
+                break
         if in_flight:
-            await asyncio.gather(*in_flight)
+            await asyncio.gather(*in_flight, return_exceptions=True)
     reporter.cancel()
+    if errors:
+        raise errors[0]
 
 
 def write_failures(settings: Settings, stats: Stats) -> FilePath | None:
