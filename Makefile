@@ -18,10 +18,13 @@ CONCURRENCY ?=
 NO_ADAPT ?=
 PYTEST_ARGS ?=
 # The integration tests CI runs in Docker mode, after the whole suite in native mode (README: Tests): both ingestion
-# paths end to end through the gateway, the batch job, the streaming job with its kill -9 and restart, the DAG on the
-# Spark cluster, and the broker's kill -9. `STACK=docker make test` runs the whole suite.
+# paths end to end through the gateway, the batch job, the streaming job with its kill -9 and restart and under kills
+# of the Kinesis store and LocalStack, the Kinesis store's durability and status, single-record requests through the
+# gateway, the DAG on the Spark cluster, and the broker's kill -9. `STACK=docker make test` runs the whole suite.
 DOCKER_TESTS ?= tests/integration/test_end_to_end.py tests/integration/test_batch_job.py \
 	tests/integration/test_streaming.py tests/integration/test_airflow_dag_run.py \
+	tests/integration/test_kinesis_store.py \
+	tests/integration/test_gateway.py::test_single_record_requests_with_8_in_flight_are_all_acknowledged_and_land \
 	tests/integration/test_faults.py::test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker
 # native | docker | auto (default: Docker Compose when a Docker engine answers, else native; see scripts/stack_mode.sh)
 STACK ?= auto
