@@ -72,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.concurrency = 4 if args.burst else 1
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
+    if args.max_attempts < 1:
+        parser.error("--max-attempts must be >= 1 (1 sends each record once, without retries)")
+    if args.timeout <= 0:
+        parser.error("--timeout must be > 0")
     return args
 
 
@@ -245,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stats = Stats()
     limiter = new_limiter(args)
+    stopped_by = None
     try:
         asyncio.run(emulate(settings, args, source, base_url, stats, limiter))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        stopped_by = "interrupted"
+    except Exception as error:  # e.g. the source database went away: still report what was sent, then exit 1
+        stopped_by = f"{type(error).__name__}: {error}"
+        print(f"emulator stopped: {stopped_by}", file=sys.stderr)
     finally:
         source.close()
     elapsed = time.monotonic() - started
@@ -263,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  failed: {failure['destination']}: {failure['reason']}", file=sys.stderr)
         print(f"{stats.failed:,} records failed; all of them are in {failures_file}", file=sys.stderr)
         return 1
-    return 0 if stats.sent else 1
+    return 0 if stats.sent and stopped_by is None else 1
 
 
 if __name__ == "__main__":

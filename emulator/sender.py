@@ -262,6 +262,8 @@ async def _attempt(
             outcomes = await path.send(table, destination, rows)
         except httpx.TransportError as error:
             return [retriable(f"{type(error).__name__}: {error}")] * len(rows)
+        except Exception as error:  # an answer the path cannot read: failed (maybe written), never dropped
+            return [fatal(f"outcome unknown, unreadable answer: {type(error).__name__}: {error}")] * len(rows)
         if any(o.throttled for o in outcomes):
             answer, retry_after = Answer.THROTTLED, _retry_after(outcomes)
         elif any(o.ok for o in outcomes):

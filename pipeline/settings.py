@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("pin", "geo", "user")
 SOURCE_TABLES = {"pin": "pinterest_data", "geo": "geolocation_data", "user": "user_data"}
 USER_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
+DATABASE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 LOCAL_HOST = "127.0.0.1"
 ENDPOINT_FIELDS = ("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_kinesis")
 # Each local service's port when its URL names none.
@@ -128,6 +129,14 @@ class Settings(BaseSettings):
     def _check_user_id(cls, value: str) -> str:
         if not USER_ID_PATTERN.match(value):
             raise ValueError(f"must be 12 lowercase hex characters (e.g. 0a1b2c3d4e5f), got {value!r}")
+        return value
+
+    @field_validator("mysql_database")
+    @classmethod
+    def _check_database_name(cls, value: str) -> str:
+        # The name goes into SQL (CREATE DATABASE `name`, GRANT ... ON `name`.*): only what MySQL allows unquoted.
+        if not DATABASE_NAME_PATTERN.match(value):
+            raise ValueError(f"must be 1-64 letters, digits or underscores (a MySQL database name), got {value!r}")
         return value
 
     @field_validator(*ENDPOINT_FIELDS, "api_invoke_url", "api_key", mode="before")
@@ -285,8 +294,8 @@ class Settings(BaseSettings):
     @property
     def mysql_url(self) -> str:
         return (
-            f"mysql+pymysql://{self.mysql_user}:{self.mysql_password}@{self.mysql_host}:{self.mysql_port}/"
-            f"{self.mysql_database}?charset=utf8mb4"
+            f"mysql+pymysql://{quote_plus(self.mysql_user)}:{quote_plus(self.mysql_password)}@{self.mysql_host}:"
+            f"{self.mysql_port}/{self.mysql_database}?charset=utf8mb4"
         )
 
     @property

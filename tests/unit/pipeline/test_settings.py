@@ -139,3 +139,22 @@ def test_env_example_copied_to_env_gives_the_defaults():
     assert from_example.state_dir == Settings().state_dir
     assert from_example.aws_endpoint_url_s3 == "http://127.0.0.1:9000"
     assert from_example.api_key is None and from_example.kafka_auth == "plaintext"
+
+
+def test_mysql_credentials_with_url_characters_survive_the_url():
+    from sqlalchemy.engine import make_url
+
+    s = load_settings(_env_file=None, mysql_user="me@home", mysql_password="p@ss:/#?%")
+    url = make_url(s.mysql_url)
+    assert (url.username, url.password, url.host, url.database) == (
+        "me@home",
+        "p@ss:/#?%",
+        "127.0.0.1",
+        "pinterest_data",
+    )
+
+
+@pytest.mark.parametrize("name", ["pinterest`; DROP DATABASE x; --", "", "a b", "x" * 65, "db-name"])
+def test_a_database_name_that_is_not_a_plain_identifier_is_refused(name):
+    with pytest.raises(SettingsError, match=r"MYSQL_DATABASE: .*MySQL database name"):
+        load_settings(_env_file=None, mysql_database=name)
