@@ -5,6 +5,12 @@ position between requests, and expires after `INSTANCE_TIMEOUT_S` without use (C
 consumer.instance.timeout.ms default). Every call on an instance runs in a thread under the instance's lock, so
 slow polls never block the event loop and two requests never drive one consumer at once. Records fetched beyond a
 request's `max_bytes` stay buffered for the next request instead of being skipped.
+
+Only records handed to the client count as consumed: librdkafka's automatic offset store is off and each record's
+offset is stored when a response includes it, so a commit (explicit, or auto-commit) never moves past records still
+buffered. A record a json-format consumer cannot decode stays at the head of the buffer: the records before it are
+answered, and the next request gets Confluent's error naming its topic, partition and offset, so nothing is lost or
+skipped silently (a binary-format consumer of the same group can read it).
 """
 
 from __future__ import annotations
@@ -61,6 +67,10 @@ class ConsumerInstance:
     closed: bool = False
 
 
+class NotJson(ValueError):
+    """A record's key or value that a json-format consumer cannot decode."""
+
+
 def _decode(fmt: str, data: bytes | None) -> object:
     if data is None:
         return None
@@ -68,7 +78,7 @@ def _decode(fmt: str, data: bytes | None) -> object:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise RestError(Error.KAFKA_ERROR, "record is not valid JSON for a json-format consumer") from None
+            raise NotJson from None
     return base64.b64encode(data).decode()
 
 
@@ -110,6 +120,7 @@ class ConsumerManager:
             "enable.auto.commit": request.auto_commit_enable == "true",
             "auto.offset.reset": reset or request.auto_offset_reset or "latest",
             "enable.partition.eof": False,
+            "enable.auto.offset.store": False,  # stored per record handed out: see the module docstring
         }
         if request.fetch_min_bytes is not None and request.fetch_min_bytes > 0:
             config["fetch.min.bytes"] = request.fetch_min_bytes
@@ -235,12 +246,24 @@ class ConsumerManager:
                         raise KafkaException(error)
             out, total = [], 0
             while instance.buffered:
-                size = _size(instance.buffered[0])
+                message = instance.buffered[0]
+                size = _size(message)
                 if out and max_bytes > 0 and total + size > max_bytes:
                     break
-                message = instance.buffered.popleft()
+                try:
+                    record = _record(instance.format, message)
+                except NotJson:
+                    if out:
+                        break  # answer what came before it; the next request reports it
+                    raise RestError(
+                        Error.KAFKA_ERROR,
+                        f"record is not valid JSON for a json-format consumer: {message.topic()} partition "
+                        f"{message.partition()} offset {message.offset()} (kept; a binary-format consumer reads it)",
+                    ) from None
+                instance.buffered.popleft()
+                instance.consumer.store_offsets(message=message)
                 total += size
-                out.append(_record(instance.format, message))
+                out.append(record)
             return out
 
         return await self._run(instance, fetch)
