@@ -132,19 +132,29 @@ def _parse_timestamp_ms(value: str | None) -> int | None:
         return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
-def through_outage(call: Callable[[], Any], what: str, sleep: Callable[[float], None] = time.sleep) -> Any:
-    """`call()`, retried with backoff while the endpoint is unreachable, for up to OUTAGE_SECONDS."""
-    backoff, waited = 0.1, 0.0
+def through_outage(
+    call: Callable[[], Any],
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    on_retry: Callable[[], None] | None = None,
+) -> Any:
+    """`call()`, retried with backoff while the endpoint is unreachable, for up to OUTAGE_SECONDS (`on_retry` runs
+    before each retry)."""
+    backoff, since = 0.1, None
     while True:
         try:
             return call()
         except UNREACHABLE_ERRORS as error:
-            if waited > OUTAGE_SECONDS:
-                raise
-            if not waited:
+            now = clock()
+            if since is None:
+                since = now
                 print(f"kinesis: {what}: endpoint unreachable ({error}); retrying", file=sys.stderr, flush=True)
+            elif now - since > OUTAGE_SECONDS:
+                raise
+            if on_retry is not None:
+                on_retry()
             sleep(backoff)
-            waited += backoff
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
 
 
@@ -242,34 +252,19 @@ class ShardFetcher:
         if self.ended:
             return [], True
         backoff = 0.1
-        unreachable_since: float | None = None
         while True:
             wait = self.last_call + self.options.min_fetch_period - self.clock()
             if wait > 0:
                 self.sleep(wait)
             self.last_call = self.clock()
             try:
-                if self.iterator is None:
-                    before = self.epoch
-                    self.iterator = self._new_iterator()
-                    if self.epoch != before:
-                        self.caught_up, self.last_count = False, 0
-                        return [], False
-                response = self.client.get_records(
-                    ShardIterator=self.iterator, Limit=self.options.max_records_per_fetch
+                response = through_outage(
+                    self._get_records, f"{self.stream}/{self.shard_id}", self.sleep, self.clock, self._forget_iterator
                 )
+                if response is None:  # resumed: a new epoch, no rows yet
+                    self.caught_up, self.last_count = False, 0
+                    return [], False
                 break
-            except UNREACHABLE_ERRORS as error:
-                now = self.clock()
-                if unreachable_since is None:
-                    unreachable_since = now
-                    print(f"kinesis: {self.stream}/{self.shard_id}: endpoint unreachable ({error}); retrying",
-                          file=sys.stderr, flush=True)  # fmt: skip
-                elif now - unreachable_since > OUTAGE_SECONDS:
-                    raise
-                self.iterator = None  # an iterator may not outlive a store restart
-                self.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
             except Exception as error:
                 code = _error_code(error)
                 if code == "ExpiredIteratorException":
@@ -308,6 +303,18 @@ class ShardFetcher:
             not rows or behind == 0 or (len(rows) < self.options.max_records_per_fetch and behind < CAUGHT_UP_MILLIS)
         )
         return rows, self.caught_up
+
+    def _get_records(self) -> dict[str, Any] | None:
+        """GetRecords from the current iterator, created first if needed; None when creating it resumed reading."""
+        if self.iterator is None:
+            before = self.epoch
+            self.iterator = self._new_iterator()
+            if self.epoch != before:
+                return None
+        return self.client.get_records(ShardIterator=self.iterator, Limit=self.options.max_records_per_fetch)
+
+    def _forget_iterator(self) -> None:
+        self.iterator = None  # an iterator may not outlive a store restart
 
     def _new_iterator(self) -> str:
         """GetShardIterator for the current state; if its sequence number no longer exists, for the resumed state
