@@ -93,6 +93,14 @@ def stack_settings(mode: str | None = None, **overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
+def provision_stack_api() -> None:
+    """The stack's own API, provisioned again as `make up` does: LocalStack forgets API definitions when it restarts
+    (the invoke URL is stored in the stack's state folder)."""
+    from services.provision import aws
+
+    aws.provision_api(stack_settings(), dry_run=False)
+
+
 def current_stack(settings: Settings, mode: str | None = None) -> Stack:
     """The `Stack` of the mode in use (scripts/stack_mode.sh), acting with `settings` (readiness probes)."""
     if (mode or stack_mode()) == "docker":

@@ -10,10 +10,11 @@ import time
 import uuid
 
 import pytest
+from stack import provision_stack_api
 
 from pipeline.settings import REPO_ROOT, Settings
 from services.kinesis.service import kinesis_client
-from tests.support.kinesis import put_tagged, tagged_keys
+from tests.support.kinesis import ensure_stream, put_tagged, tagged_keys
 
 STREAM = "streaming-7e57c0de0001-store"
 ANSWER_AGAIN_SECONDS = 30
@@ -22,10 +23,7 @@ ANSWER_AGAIN_SECONDS = 30
 @pytest.fixture(scope="module")
 def store(stack, settings: Settings) -> Settings:
     stack("kinesis", "localstack")
-    kinesis = kinesis_client(settings)
-    if STREAM not in kinesis.list_streams(Limit=1000)["StreamNames"]:
-        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    ensure_stream(kinesis_client(settings), STREAM, shards=2)
     return settings
 
 
@@ -78,7 +76,7 @@ def test_records_put_through_localstack_survive_a_kill_9_of_localstack(store, st
     assert answered < ANSWER_AGAIN_SECONDS
     assert acked <= readable(store, store.localstack_url)
     stack_control.wait_ready("localstack")
-    _reprovision_the_api()
+    provision_stack_api()
     print(f"kill -9 of LocalStack: its Kinesis answered again after {answered:.1f} s; {len(acked)} records kept")
 
 
@@ -90,7 +88,7 @@ def test_make_down_and_up_keep_every_stream_record(store, stack_control):
     for service in ("kinesis", "localstack"):
         stack_control.start(service)
         stack_control.wait_ready(service)
-    _reprovision_the_api()
+    provision_stack_api()
     kept = {key for key in readable(store) if key.startswith(run)}
     assert kept == acked, f"{len(acked - kept)} of {len(acked)} records lost across make down / make up"
 
@@ -117,12 +115,3 @@ def status_lines(stack_control) -> dict[str, str]:
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line.startswith(" ")}
     assert "kinesis" in lines and "localstack" in lines, result.stdout + result.stderr
     return lines
-
-
-def _reprovision_the_api() -> None:
-    """LocalStack forgets API definitions when it restarts; `make up` provisions them again, and so does this."""
-    from stack import stack_settings
-
-    from services.provision import aws
-
-    aws.provision_api(stack_settings(), dry_run=False)

@@ -11,12 +11,12 @@ import uuid
 
 import httpx
 import pytest
-from stack import stack_settings
+from stack import provision_stack_api
 
 from pipeline.settings import Settings
 from services.kinesis.service import kinesis_client
 from services.localstack.service import SERVICES
-from tests.support.kinesis import put_tagged, tagged_keys
+from tests.support.kinesis import ensure_stream, put_tagged, tagged_keys
 
 STREAM = "streaming-7e57c0de0001-durability"
 
@@ -24,10 +24,7 @@ STREAM = "streaming-7e57c0de0001-durability"
 @pytest.fixture(scope="module")
 def localstack(stack, settings: Settings) -> Settings:
     stack("localstack")
-    kinesis = kinesis_client(settings)
-    if STREAM not in kinesis.list_streams(Limit=1000)["StreamNames"]:
-        kinesis.create_stream(StreamName=STREAM, ShardCount=2)
-    kinesis.get_waiter("stream_exists").wait(StreamName=STREAM, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    ensure_stream(kinesis_client(settings), STREAM, shards=2)
     return settings
 
 
@@ -46,9 +43,7 @@ def test_a_restart_through_the_stack_keeps_streams_and_records(localstack, stack
     started = time.monotonic()
     stack_control.restart("localstack")
     ready_s = stack_control.wait_ready("localstack")
-    from services.provision import aws
-
-    aws.provision_api(stack_settings(), dry_run=False)  # what `make up` does after starting LocalStack
+    provision_stack_api()
     kept = {key for key in tagged_keys(through_localstack, STREAM) if key.startswith(run)}
     assert kept == sent, f"{len(sent - kept)} records put through LocalStack are missing after its restart"
     print(f"LocalStack restarted in {time.monotonic() - started:.1f} s (ready {ready_s:.1f} s); {len(sent)} kept")

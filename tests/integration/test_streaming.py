@@ -22,10 +22,10 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from botocore.config import Config
-from stack import stack_settings
+from stack import provision_stack_api, stack_settings
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
+from services.kinesis.service import kinesis_client
 from services.provision.aws import recreate_streams
 from tests.support import SAMPLES_DIR
 from tests.support.kinesis import stream_records
@@ -255,10 +255,7 @@ def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repe
     refused = Counter()
 
     def produce() -> None:
-        client = boto3.client(
-            "kinesis", config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
-            **stream_settings.boto3_client_kwargs("kinesis"),
-        )  # fmt: skip
+        client = kinesis_client(stream_settings, timeout=5)  # one attempt per call: the test counts refusals
         rows = {t: source_rows(t) for t in TABLES}
         i = 0
         while not stop_producer.is_set():
@@ -318,9 +315,7 @@ def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repe
             job.wait()
         stop_producer.set()
     stack_control.wait_ready("localstack")
-    from services.provision import aws
-
-    aws.provision_api(stack_settings(), dry_run=False)  # LocalStack forgot the API: `make up` provisions it again
+    provision_stack_api()  # LocalStack forgot the API, as `make up` would provision it again
     assert "restart" not in "".join(output), "a query failed and was restarted:\n" + "".join(output[-50:])
     check_exactly_once(stream_settings, warehouse, truth)
     print(f"{len(acked)} records acknowledged, {sum(refused.values())} PutRecords refused while the store was down")

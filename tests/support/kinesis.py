@@ -42,3 +42,10 @@ def tagged_keys(client: Any, stream: str) -> set[str]:
         for _, record in stream_records(client, stream)
         for body in [json.loads(record["Data"])]
     }
+
+
+def ensure_stream(client: Any, stream: str, shards: int) -> None:
+    """`stream` exists and is ACTIVE: created with `shards` shards unless it is there already."""
+    if stream not in client.list_streams(Limit=1000)["StreamNames"]:
+        client.create_stream(StreamName=stream, ShardCount=shards)
+    client.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": 60})

@@ -1,20 +1,25 @@
-"""Make LocalStack's Kinesis a door to the stack's Kinesis store (kinesalite, services/kinesis) instead of kinesis-mock.
+"""Patches to LocalStack 4.9.2, loaded at its start: its Kinesis is a door to the stack's Kinesis store (kinesalite,
+services/kinesis) instead of kinesis-mock, and its API Gateway stops repeating per-request work.
 
 Loaded by Python at startup (`sitecustomize`) in LocalStack's process: native mode puts this folder on LocalStack's
 `PYTHONPATH` (services/localstack/service.py), and so does Docker mode, which runs the same service definition. It
 does nothing unless `KINESIS_BACKEND_URL` is set and LocalStack is importable, so other Python processes that inherit
 the environment are not affected.
 
-Why: LocalStack 4.9.2 serves Kinesis by forwarding every request, unchanged, to the URL that
+Why the Kinesis patches: LocalStack serves Kinesis by forwarding every request, unchanged, to the URL that
 `KinesisProvider.get_forward_url` returns: the kinesis-mock process it starts per account. kinesis-mock loses what it
 acknowledged since its last snapshot on a kill -9, and its put cost grows with the records held (measured:
 docs/design/kinesis-store.md). LocalStack has no working switch to another backend (`KINESIS_PROVIDER` is deprecated
-and ignored), so two patches do it:
+and ignored), so:
 1. `get_forward_url` returns `KINESIS_BACKEND_URL`, so kinesis-mock never starts;
 2. the forwarder keeps one proxy, and so kept-alive connections, per backend, where LocalStack builds a new proxy
-   and a new connection for every request (`localstack.aws.forwarder.get_request_forwarder_http`), and it adds an
-   `X-Amz-Date` header when the request has none: API Gateway's Kinesis integration sends LocalStack a mocked
-   `Authorization` header without one, which kinesalite rejects (400 IncompleteSignatureException), as AWS would.
+   and a new connection for every request (`localstack.aws.forwarder.get_request_forwarder_http`);
+3. API Gateway's Kinesis integration calls go straight to the store (`_pool_the_gateways_integration_calls`).
+Requests to the store get an `X-Amz-Date` header when they have none: API Gateway's integration signs with a mocked
+`Authorization` header and no date, which kinesalite rejects (400 IncompleteSignatureException), as AWS would.
+
+Why the gateway patches: each removes work LocalStack repeated on every request, found by profiling it
+(docs/design/gateway.md): JSONPath compiled, schemas checked and templates parsed once, pooled connections.
 """
 
 from __future__ import annotations
@@ -25,14 +30,15 @@ import os
 import time
 
 
-def _amz_date() -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def _with_date(present, headers=None) -> dict:
+    """`headers`, plus `X-Amz-Date` (now) when the request's headers `present` carry no date."""
+    extra = dict(headers or {})
+    if "X-Amz-Date" not in present and "Date" not in present:
+        extra["X-Amz-Date"] = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return extra
 
 
-def _forward_kinesis_to_backend() -> None:
-    backend = os.environ.get("KINESIS_BACKEND_URL", "").strip()
-    if not backend:
-        return
+def _forward_kinesis_to_backend(backend: str) -> None:
     try:
         from localstack.aws import forwarder
         from localstack.services.kinesis.provider import KinesisProvider
@@ -47,8 +53,6 @@ def _forward_kinesis_to_backend() -> None:
     get_forward_url.backend = backend
     KinesisProvider.get_forward_url = get_forward_url
 
-    original = forwarder.get_request_forwarder_http
-
     def get_request_forwarder_http(forward_url_getter):
         proxies: dict[str, forwarder.AwsRequestProxy] = {}
 
@@ -61,7 +65,6 @@ def _forward_kinesis_to_backend() -> None:
 
         return forward_request
 
-    get_request_forwarder_http.original = original
     forwarder.get_request_forwarder_http = get_request_forwarder_http
 
 
@@ -70,10 +73,7 @@ def _dated_proxy(aws_proxy):
     http_forward = aws_proxy.proxy.forward
 
     def forward(request, forward_path=None, headers=None):
-        extra = dict(headers or {})
-        if "X-Amz-Date" not in request.headers and "Date" not in request.headers:
-            extra["X-Amz-Date"] = _amz_date()
-        return http_forward(request, forward_path=forward_path, headers=extra or None)
+        return http_forward(request, forward_path=forward_path, headers=_with_date(request.headers, headers) or None)
 
     aws_proxy.proxy.forward = forward
     return aws_proxy
@@ -93,7 +93,7 @@ def _cache_jsonpath_expressions() -> None:
     template_mapping.parse = functools.lru_cache(maxsize=1024)(template_mapping.parse)
 
 
-def _pool_the_gateways_integration_calls() -> None:
+def _pool_the_gateways_integration_calls(backend: str) -> None:
     """API Gateway's integrations call their backends with `requests.request`, which opens (and closes) a new
     connection, with a DNS lookup, for every gateway request; here they share a pooled session per integration type
     (kept-alive connections; the same proxies and settings as `requests.request` otherwise).
@@ -105,9 +105,6 @@ def _pool_the_gateways_integration_calls() -> None:
     `X-Amz-Date`) and body, and the store's answer (status, headers, body) is the integration's response, as before.
     The one thing skipped is LocalStack's Kinesis provider, which adds nothing to PutRecord(s) but optional random
     failures (KINESIS_ERROR_PROBABILITY)."""
-    backend = os.environ.get("KINESIS_BACKEND_URL", "").strip()
-    if not backend:
-        return
     try:
         import requests
         from localstack.services.apigateway.next_gen.execute_api.integrations import aws as aws_integration
@@ -137,7 +134,7 @@ class _PooledRequests:
     def request(self, method, url, **kwargs):
         headers = kwargs.get("headers") or {}
         if self._kinesis_backend and str(headers.get("X-Amz-Target", "")).startswith("Kinesis_"):
-            kwargs["headers"] = {"X-Amz-Date": _amz_date(), **headers}
+            kwargs["headers"] = _with_date(headers, headers)
             return self._session.request(method, self._kinesis_backend, **kwargs)
         return self._session.request(method, url, **kwargs)
 
@@ -187,25 +184,25 @@ class _ParsedOnce:
 
     def __init__(self, module) -> None:
         self._module = module
-        self._templates: dict[str, object] = {}
+        self._parsed = functools.lru_cache(maxsize=256)(self._parse)
+
+    def _parse(self, content):
+        template = self._module.Template(content)
+        template.ensure_compiled()
+        return template
 
     def Template(self, content, *args, **kwargs):
         if args or kwargs:
             return self._module.Template(content, *args, **kwargs)
-        template = self._templates.get(content)
-        if template is None:
-            template = self._module.Template(content)
-            template.ensure_compiled()
-            if len(self._templates) > 256:
-                self._templates.clear()
-            self._templates[content] = template
-        return template
+        return self._parsed(content)
 
     def __getattr__(self, name):
         return getattr(self._module, name)
 
 
-_forward_kinesis_to_backend()
-_cache_jsonpath_expressions()
-_compile_templates_and_schemas_once()
-_pool_the_gateways_integration_calls()
+_backend = os.environ.get("KINESIS_BACKEND_URL", "").strip()
+if _backend:
+    _forward_kinesis_to_backend(_backend)
+    _cache_jsonpath_expressions()
+    _compile_templates_and_schemas_once()
+    _pool_the_gateways_integration_calls(_backend)
