@@ -79,7 +79,7 @@ emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=
 provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run)
 	@$(RUN) -m services.provision $(ARGS)
 
-verify: ## audit: every Kafka offset is in S3 exactly once
+verify: ## audit: every Kafka offset in S3 exactly once; every record in the emulator's ledger landed once (S3, Delta)
 	@$(RUN) -m services.audit
 
 batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)

@@ -19,6 +19,8 @@ from pathlib import Path as FilePath
 
 import httpx
 
+from emulator import ledger as ledger_module
+from emulator.ledger import Ledger
 from emulator.limiter import AdaptiveLimiter
 from emulator.sampling import Draw, draws
 from emulator.sender import KafkaRestPath, KinesisGatewayPath, Path, RetryPolicy, Stats, deliver, failure_lines
@@ -59,7 +61,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="batch mode: API Gateway invoke URL or the REST proxy (auto: the gateway when provisioned)",
     )
     parser.add_argument("--max-attempts", type=int, default=6, help="attempts per record before it counts as failed")
-    parser.add_argument("--timeout", type=float, default=30.0, help="HTTP timeout per request, seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="HTTP timeout per request, seconds (default EMULATOR_TIMEOUT_S, 35: longer than the gateway's and the "
+        "proxy's deadlines, so their answer is definitive before the emulator gives up)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     if args.count < 0:
@@ -74,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--concurrency must be >= 1")
     if args.max_attempts < 1:
         parser.error("--max-attempts must be >= 1 (1 sends each record once, without retries)")
-    if args.timeout <= 0:
+    if args.timeout is not None and args.timeout <= 0:
         parser.error("--timeout must be > 0")
     return args
 
@@ -162,6 +170,7 @@ async def emulate(
     base_url: str,
     stats: Stats,
     limiter: AdaptiveLimiter,
+    ledger: Ledger | None = None,
 ) -> None:
     row_count = source.row_count()
     api_key = settings.resolved_api_key()
@@ -184,14 +193,14 @@ async def emulate(
         try:
             await asyncio.gather(
                 *(
-                    deliver(path, table, destination(settings, args.mode, table), rows, stats, policy, limiter)
+                    deliver(path, table, destination(settings, args.mode, table), rows, stats, policy, limiter, ledger)
                     for table, rows in rows_by_table.items()
                 )
             )
         finally:
             slots.release()
 
-    async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=args.timeout or settings.emulator_timeout_s, limits=limits) as client:
         path_type = KafkaRestPath if args.mode == "batch" else KinesisGatewayPath
         path = path_type(client, base_url, headers)
         group = args.batch_size if args.burst else 1
@@ -249,9 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stats = Stats()
     limiter = new_limiter(args)
+    via = "gateway" if label.startswith("API Gateway") else "proxy"
+    ledger = Ledger(ledger_module.ledger_dir(settings), ledger_module.new_run_id(), args.mode, via)
     stopped_by = None
     try:
-        asyncio.run(emulate(settings, args, source, base_url, stats, limiter))
+        asyncio.run(emulate(settings, args, source, base_url, stats, limiter, ledger))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         stopped_by = "interrupted"
@@ -260,17 +271,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator stopped: {stopped_by}", file=sys.stderr)
     finally:
         source.close()
+        ledger.close()
     elapsed = time.monotonic() - started
     print(
         f"summary: sent {stats.sent:,} records, acked {stats.acked:,}, failed {stats.failed:,}, "
         f"retries {stats.retries:,} in {elapsed:.1f} s ({stats.acked / max(elapsed, 1e-9):,.1f} records/s)"
     )
     print(throttling_summary(limiter))
+    print(f"ledger: {ledger.file_path} (make verify compares it with what landed)")
     failures_file = write_failures(settings, stats)
     if failures_file:
         for failure in stats.failures[:5]:
             print(f"  failed: {failure['destination']}: {failure['reason']}", file=sys.stderr)
-        print(f"{stats.failed:,} records failed; all of them are in {failures_file}", file=sys.stderr)
+        unknown = (
+            f" ({stats.possibly_written:,} possibly written: sent, but no definitive answer; not re-sent)"
+            if stats.possibly_written
+            else ""
+        )
+        print(f"{stats.failed:,} records failed{unknown}; all of them are in {failures_file}", file=sys.stderr)
         return 1
     return 0 if stats.sent and stopped_by is None else 1
 

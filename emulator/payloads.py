@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.settings import KEY_COLUMNS
+
 KAFKA_JSON_CONTENT_TYPE = "application/vnd.kafka.json.v2+json"
 STREAM_CONTENT_TYPE = "application/json"
 
@@ -42,6 +44,11 @@ def stream_records_body(rows: Sequence[Row], partition_keys: Sequence[str]) -> b
     return dumps({"records": records})
 
 
+def row_key(table: str, row: Row) -> int:
+    """The source row's key (`index` for pins, `ind` otherwise): the same for a post's three records."""
+    return row[KEY_COLUMNS[table]]
+
+
 def partition_key(table: str, row: Row) -> str:
     """Spread records over shards by the post's index (a constant key would pin everything to one shard)."""
-    return str(row["index"] if table == "pin" else row["ind"])
+    return str(row_key(table, row))

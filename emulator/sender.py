@@ -26,7 +26,9 @@ from typing import Any
 
 import httpx
 
+from emulator import ledger as ledger_module
 from emulator import payloads
+from emulator.ledger import Entry, Ledger
 from emulator.limiter import AdaptiveLimiter, Answer
 
 # Confluent REST v2 per-record codes: 1 = non-retriable, 2 = retriable; v3-style server errors are retriable too.
@@ -41,6 +43,12 @@ THROTTLING_KINESIS_ERRORS = {
 }
 RETRIABLE_KINESIS_ERRORS = {*THROTTLING_KINESIS_ERRORS, "InternalFailure"}
 THROTTLING_STATUS_CODES = {429, 503}
+# Our REST proxy marks a delivery error after which the record may be in Kafka (a timeout or purge while in flight)
+# with this text and the non-retriable code 1 (services/rest_proxy/errors.py): the record is not re-sent.
+POSSIBLY_WRITTEN_MARK = "possibly written"
+# Transport errors before the request was completely sent: the service cannot have acted on it, so a retry is safe.
+# Any other transport error (a read timeout, a connection closed before the answer) leaves the outcome unknown.
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteError, httpx.WriteTimeout)
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,15 @@ class Outcome:
     reason: str = ""
     throttled: bool = False
     retry_after: float | None = None  # seconds, from the answer's Retry-After header
+    possibly_written: bool = False  # the request reached the service and may have been carried out: never re-sent
+    where: dict[str, Any] | None = None  # an acknowledged record's {partition, offset} or {shard, sequence}
 
 
 ACKED = Outcome(ok=True)
+
+
+def acked(**where: Any) -> Outcome:
+    return Outcome(ok=True, where=where)
 
 
 def retriable(reason: str) -> Outcome:
@@ -61,6 +75,10 @@ def retriable(reason: str) -> Outcome:
 
 def fatal(reason: str) -> Outcome:
     return Outcome(ok=False, retriable=False, reason=reason)
+
+
+def possibly_written(reason: str) -> Outcome:
+    return Outcome(ok=False, reason=f"possibly written: {reason}", possibly_written=True)
 
 
 def throttling(reason: str, retry_after: float | None = None) -> Outcome:
@@ -73,6 +91,7 @@ class Stats:
     acked: int = 0
     failed: int = 0
     retries: int = 0
+    possibly_written: int = 0  # of `failed`: the outcome is unknown, the record was not re-sent
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -123,8 +142,10 @@ def _http_failure(response: httpx.Response) -> Outcome | None:
         response.status_code == 400 and "ProvisionedThroughputExceeded" in response.text
     ):
         return throttling(reason, retry_after_seconds(response))
-    if response.status_code >= 500 or response.status_code == 408:
+    if response.status_code == 408:  # the server gave up reading the request: nothing was carried out
         return retriable(reason)
+    if response.status_code >= 500:  # 500/502/504: the service, or the gateway's backend, may have acted
+        return possibly_written(reason)
     return fatal(reason)
 
 
@@ -154,14 +175,16 @@ class KafkaRestPath(Path):
         try:
             offsets = response.json()["offsets"]
         except (ValueError, KeyError, TypeError):
-            return [retriable(f"unexpected response body: {response.text[:200]}")] * len(rows)
+            return [possibly_written(f"unexpected response body: {response.text[:200]}")] * len(rows)
         if len(offsets) != len(rows):
-            return [retriable(f"{len(offsets)} offsets for {len(rows)} records")] * len(rows)
+            return [possibly_written(f"{len(offsets)} offsets for {len(rows)} records")] * len(rows)
         outcomes = []
         for offset in offsets:
             code = offset.get("error_code")
             if code is None:
-                outcomes.append(ACKED)
+                outcomes.append(acked(partition=offset.get("partition"), offset=offset.get("offset")))
+            elif POSSIBLY_WRITTEN_MARK in str(offset.get("error") or ""):
+                outcomes.append(possibly_written(f"error_code {code}: {offset.get('error')}"))
             elif code in RETRIABLE_KAFKA_CODES:
                 outcomes.append(throttling(f"error_code {code}: {offset.get('error')}"))
             else:
@@ -190,17 +213,22 @@ class KinesisGatewayPath(Path):
         try:
             document = response.json()
         except ValueError:
-            return [retriable(f"unexpected response body: {response.text[:200]}")] * len(rows)
+            return [possibly_written(f"unexpected response body: {response.text[:200]}")] * len(rows)
+        if not isinstance(document, dict):
+            return [possibly_written(f"unexpected response body: {response.text[:200]}")] * len(rows)
         if len(rows) == 1:
-            return [ACKED if "SequenceNumber" in document else retriable(f"no SequenceNumber in {document}")]
+            if "SequenceNumber" not in document:
+                return [possibly_written(f"no SequenceNumber in {str(document)[:200]}")]
+            return [acked(shard=document.get("ShardId"), sequence=document["SequenceNumber"])]
         results = document.get("Records") or []
         if len(results) != len(rows):
-            return [retriable(f"{len(results)} results for {len(rows)} records: {str(document)[:200]}")] * len(rows)
+            reason = f"{len(results)} results for {len(rows)} records: {str(document)[:200]}"
+            return [possibly_written(reason)] * len(rows)
         outcomes = []
         for result in results:
             error = result.get("ErrorCode")
             if not error:
-                outcomes.append(ACKED)
+                outcomes.append(acked(shard=result.get("ShardId"), sequence=result.get("SequenceNumber")))
             elif error in THROTTLING_KINESIS_ERRORS:
                 outcomes.append(throttling(f"{error}: {result.get('ErrorMessage')}"))
             elif error in RETRIABLE_KINESIS_ERRORS:
@@ -218,10 +246,13 @@ async def deliver(
     stats: Stats,
     policy: RetryPolicy,
     limiter: AdaptiveLimiter,
+    ledger: Ledger | None = None,
 ) -> None:
-    """Send `rows`, re-sending only the records that failed transiently, until all are acked or out of attempts.
+    """Send `rows`, re-sending only the records known not to be written, until all are acked or out of attempts.
 
-    Each attempt waits for `limiter`; a retry first waits out its own backoff (or the answer's `Retry-After`).
+    Each attempt waits for `limiter`; a retry first waits out its own backoff (or the answer's `Retry-After`). A
+    record whose outcome is unknown (`possibly_written`) is never re-sent: it is reported apart, so it lands at most
+    once. Every record's final outcome goes to `ledger`.
     """
     pending = list(rows)
     stats.sent += len(rows)
@@ -231,9 +262,12 @@ async def deliver(
         for row, outcome in zip(pending, outcomes, strict=True):
             if outcome.ok:
                 stats.acked += 1
+                _write(ledger, table, destination, row, ledger_module.ACKED, attempt, outcome)
             elif outcome.retriable and attempt < policy.max_attempts:
                 retry.append(row)
             else:
+                if outcome.possibly_written:
+                    stats.possibly_written += 1
                 stats.failed += 1
                 stats.failures.append(
                     {
@@ -241,14 +275,25 @@ async def deliver(
                         "destination": destination,
                         "attempts": attempt,
                         "reason": outcome.reason,
+                        "possibly_written": outcome.possibly_written,
                         "row": row,
                     }
                 )
+                kind = ledger_module.POSSIBLY_WRITTEN if outcome.possibly_written else ledger_module.FAILED
+                _write(ledger, table, destination, row, kind, attempt, outcome)
         if not retry:
             return
         stats.retries += len(retry)
         pending = retry
         await asyncio.sleep(max(policy.delay(attempt), min(_retry_after(outcomes) or 0.0, limiter.max_pause)))
+
+
+def _write(
+    ledger: Ledger | None, table: str, destination: str, row: dict[str, Any], kind: str, attempts: int, outcome: Outcome
+) -> None:
+    if ledger is not None:
+        entry = Entry(table, payloads.row_key(table, row), destination, kind, attempts, outcome.where, outcome.reason)
+        ledger.record(entry)
 
 
 async def _attempt(
@@ -260,10 +305,12 @@ async def _attempt(
     try:
         try:
             outcomes = await path.send(table, destination, rows)
-        except httpx.TransportError as error:
+        except NOT_SENT_ERRORS as error:
             return [retriable(f"{type(error).__name__}: {error}")] * len(rows)
+        except httpx.TransportError as error:  # sent, but no complete answer: the outcome is unknown
+            return [possibly_written(f"{type(error).__name__}: {error}")] * len(rows)
         except Exception as error:  # an answer the path cannot read: failed (maybe written), never dropped
-            return [fatal(f"outcome unknown, unreadable answer: {type(error).__name__}: {error}")] * len(rows)
+            return [possibly_written(f"unreadable answer: {type(error).__name__}: {error}")] * len(rows)
         if any(o.throttled for o in outcomes):
             answer, retry_after = Answer.THROTTLED, _retry_after(outcomes)
         elif any(o.ok for o in outcomes):

@@ -9,9 +9,7 @@ from typing import Any
 import sqlalchemy
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from pipeline.settings import SOURCE_TABLES, TABLES, Settings
-
-KEY_COLUMN = {"pin": "index", "geo": "ind", "user": "ind"}
+from pipeline.settings import KEY_COLUMNS, SOURCE_TABLES, TABLES, Settings
 
 
 class SourceError(SystemExit):
@@ -69,7 +67,7 @@ class Source:
         result: dict[str, dict[int, dict[str, Any]]] = {}
         with self.engine.connect() as connection:
             for table in TABLES:
-                key = KEY_COLUMN[table]
+                key = KEY_COLUMNS[table]
                 statement = sqlalchemy.text(
                     f"SELECT * FROM `{SOURCE_TABLES[table]}` WHERE `{key}` IN :keys"
                 ).bindparams(sqlalchemy.bindparam("keys", expanding=True))

@@ -26,6 +26,8 @@ from pipeline import layout
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TABLES = ("pin", "geo", "user")
 SOURCE_TABLES = {"pin": "pinterest_data", "geo": "geolocation_data", "user": "user_data"}
+# Each source table's key column, the same value for a post's three rows (the cleaned tables call it `ind`).
+KEY_COLUMNS = {"pin": "index", "geo": "ind", "user": "ind"}
 USER_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 DATABASE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 LOCAL_HOST = "127.0.0.1"
@@ -36,6 +38,10 @@ CONNECT_PORT = 8083
 LOCALSTACK_PORT = 4566
 KINESIS_PORT = 4567
 S3_STORE_PORT = 9000
+
+
+# Each deadline of the ingestion chain leaves its caller this much time to read the answer.
+DEADLINE_MARGIN_MS = 2000
 
 
 class Settings(BaseSettings):
@@ -74,7 +80,7 @@ class Settings(BaseSettings):
     # REST proxy producer: largest record accepted (bigger ones get 413), batching delay, delivery deadline.
     rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
     rest_proxy_linger_ms: int = Field(2, ge=0, le=1000)
-    rest_proxy_delivery_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
+    rest_proxy_delivery_timeout_ms: int = Field(20_000, ge=1000, le=600_000)
     connect_url: str = f"http://{LOCAL_HOST}:{CONNECT_PORT}"
     # S3 sink rotation: an object is written at this many records, or when its first record is this old.
     s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
@@ -98,6 +104,11 @@ class Settings(BaseSettings):
     # Methods require `x-api-key` (usage plan + key); the key is API_KEY, else the one provisioning stored.
     api_key_required: bool = False
     api_stage: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,128}$")
+    # The chain's three deadlines, in increasing order, so an answer is definitive before its caller gives up: the REST
+    # proxy's delivery timeout (above) < API Gateway's integration timeout (AWS's default and REST APIs' usual cap
+    # is 29 s) < the emulator's HTTP timeout. docs/design/ledger.md explains why.
+    gateway_timeout_ms: int = Field(29_000, ge=50, le=300_000)
+    emulator_timeout_s: float = Field(35.0, gt=0, le=600)
     # Shards per Kinesis stream; 0 means on-demand capacity mode.
     kinesis_shards: int = Field(2, ge=0, le=500)
 
@@ -143,6 +154,21 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _deadlines_in_order(self) -> Settings:
+        delivery, gateway, client = (
+            self.rest_proxy_delivery_timeout_ms,
+            self.gateway_timeout_ms,
+            self.emulator_timeout_s * 1000,
+        )
+        if not delivery + DEADLINE_MARGIN_MS <= gateway <= client - DEADLINE_MARGIN_MS:
+            raise ValueError(
+                f"deadlines out of order: REST_PROXY_DELIVERY_TIMEOUT_MS={delivery} + {DEADLINE_MARGIN_MS} must be "
+                f"<= GATEWAY_TIMEOUT_MS={gateway} <= EMULATOR_TIMEOUT_S*1000={client:.0f} - {DEADLINE_MARGIN_MS}, so "
+                "every answer is definitive before its caller gives up (else a retry can write a record twice)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _aws_target_has_no_local_endpoint(self) -> Settings:

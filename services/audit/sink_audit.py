@@ -9,6 +9,7 @@ timer, the newest records can be seconds away from S3: `audit_until_complete` re
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from kafka.errors import KafkaError
 
 from pipeline.kafka_clients import kafka_python_config
 from pipeline.layout import TOPICS_PREFIX, count_lines, parse_object_key, topic_prefix
-from pipeline.settings import Settings
+from pipeline.settings import KEY_COLUMNS, TABLES, Settings
 
 MAX_RANGES_SHOWN = 5
 
@@ -118,16 +119,34 @@ def kafka_offsets(settings: Settings, topics: list[str]) -> tuple[dict[TopicPart
     return {tp: (earliest[tp], end[tp]) for tp in partitions}, missing
 
 
-def s3_intervals(
-    settings: Settings, topics: list[str], cache: dict[tuple[str, str], tuple[int, int]] | None = None
-) -> dict[TopicPartition, list[tuple[int, int, int]]]:
-    """Per partition, (start, stop, invalid JSON lines) of every sink object; each object is read in full.
+@dataclass(frozen=True)
+class SinkObject:
+    """One sink object: its first offset, and per line the record's source key (None for a line that is not a JSON
+    object with the table's key field), plus how many lines are not JSON at all."""
 
-    `cache` maps (key, ETag) to (lines, invalid lines) so repeated audits (--wait) read each object version once.
+    start: int
+    keys: tuple[object, ...]
+    invalid_json: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.keys)
+
+
+ObjectCache = dict[tuple[str, str], tuple[tuple[object, ...], int]]
+
+
+def s3_objects(
+    settings: Settings, topics: list[str], cache: ObjectCache | None = None
+) -> dict[TopicPartition, list[SinkObject]]:
+    """Every sink object of `topics`, per partition; each object is read in full.
+
+    `cache` maps (key, ETag) to (line keys, invalid lines) so repeated audits (--wait) read each object version once.
     """
     cache = {} if cache is None else cache
+    key_fields = {settings.topic(table): KEY_COLUMNS[table] for table in TABLES}
     client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
-    found: dict[TopicPartition, list[tuple[int, int, int]]] = defaultdict(list)
+    found: dict[TopicPartition, list[SinkObject]] = defaultdict(list)
     paginator = client.get_paginator("list_objects_v2")
     for topic in topics:
         for page in paginator.paginate(Bucket=settings.bucket, Prefix=topic_prefix(topic)):
@@ -138,38 +157,46 @@ def s3_intervals(
                 version = (item["Key"], item.get("ETag", ""))
                 if version not in cache:
                     content = client.get_object(Bucket=settings.bucket, Key=item["Key"])["Body"].read()
-                    invalid = sum(1 for line in content.splitlines() if not _looks_like_json(line))
-                    cache[version] = (count_lines(content), invalid)
-                lines, invalid = cache[version]
-                found[TopicPartition(topic, parsed[1])].append((parsed[2], parsed[2] + lines, invalid))
+                    cache[version] = line_keys(content, key_fields.get(topic))
+                keys, invalid = cache[version]
+                found[TopicPartition(topic, parsed[1])].append(SinkObject(parsed[2], keys, invalid))
     return found
 
 
-def _looks_like_json(line: bytes) -> bool:
-    import json
-
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
+def line_keys(content: bytes, key_field: str | None) -> tuple[tuple[object, ...], int]:
+    """(per line, the record's `key_field` value or None; the number of lines that are not JSON)."""
+    keys: list[object] = []
+    invalid = 0
+    for line in content.split(b"\n")[: count_lines(content)]:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            invalid += 1
+            keys.append(None)
+            continue
+        keys.append(record.get(key_field) if isinstance(record, dict) and key_field else None)
+    return tuple(keys), invalid
 
 
 def audit(
-    settings: Settings, topics: list[str] | None = None, cache: dict[tuple[str, str], tuple[int, int]] | None = None
+    settings: Settings,
+    topics: list[str] | None = None,
+    cache: ObjectCache | None = None,
+    objects: dict[TopicPartition, list[SinkObject]] | None = None,
 ) -> AuditReport:
+    """The offset audit; `objects` (from `s3_objects`) when the caller has read them already."""
     topics = topics or settings.topics
     offsets, missing_topics = kafka_offsets(settings, topics)
-    objects = s3_intervals(settings, topics, cache)
+    objects = s3_objects(settings, topics, cache) if objects is None else objects
     partitions = []
     for tp in sorted(offsets, key=lambda t: (t.topic, t.partition)):
         earliest, end = offsets[tp]
         entry = PartitionAudit(tp.topic, tp.partition, earliest, end)
         found = objects.get(tp, [])
         entry.objects = len(found)
-        entry.offsets_in_s3 = sum(stop - start for start, stop, _ in found)
-        entry.invalid_json_lines = sum(invalid for _, _, invalid in found)
-        compare(entry, [(start, stop) for start, stop, _ in found])
+        entry.offsets_in_s3 = sum(len(o.keys) for o in found)
+        entry.invalid_json_lines = sum(o.invalid_json for o in found)
+        compare(entry, [(o.start, o.stop) for o in found])
         partitions.append(entry)
     return AuditReport(partitions, missing_topics)
 
@@ -219,7 +246,7 @@ def audit_until_complete(settings: Settings, wait_s: float, topics: list[str] | 
     """Audit; while only missing offsets (not duplicates) are wrong, or a service does not answer, retry for up to
     `wait_s` seconds. Raises Unreachable when Kafka or S3 still does not answer at the end."""
     deadline = time.monotonic() + wait_s
-    cache: dict[tuple[str, str], tuple[int, int]] = {}
+    cache: ObjectCache = {}
     while True:
         try:
             report = audit(settings, topics, cache)

@@ -270,6 +270,7 @@ def build_openapi(settings: Settings, role_arn: str) -> dict[str, Any]:
                 "requestParameters": {"integration.request.header.Content-Type": JSON_11},
                 "requestTemplates": {"application/json": template},
                 "passthroughBehavior": "when_no_templates",
+                "timeoutInMillis": settings.gateway_timeout_ms,
                 "responses": {
                     "default": {"statusCode": "200"},
                     "4\\d{2}": {"statusCode": "400"},
@@ -297,6 +298,7 @@ def build_openapi(settings: Settings, role_arn: str) -> dict[str, Any]:
             "uri": f"{settings.rest_proxy_url.rstrip('/')}/{{proxy}}",
             "requestParameters": {"integration.request.path.proxy": "method.request.path.proxy"},
             "passthroughBehavior": "when_no_match",
+            "timeoutInMillis": settings.gateway_timeout_ms,
             "responses": {"default": {"statusCode": "200"}},
         },
     }

@@ -150,8 +150,24 @@ def is_retriable(error: KafkaError) -> bool:
     return error.retriable() or error.code() in RETRIABLE_KAFKA_ERRORS
 
 
+# A failed delivery after which the record may be in Kafka (librdkafka's message status POSSIBLY_PERSISTED: sent, then
+# timed out or purged in flight). Confluent's proxy answers these with the retriable code 2, and a client that
+# re-sends then writes the record twice; we answer the non-retriable code 1 and say why in the error text, which
+# the emulator reads (emulator/sender.py POSSIBLY_WRITTEN_MARK) to report the record as possibly written.
+POSSIBLY_WRITTEN = "possibly written"
+
+
+def possibly_written_error(code: int) -> KafkaError:
+    reason = (
+        f"{POSSIBLY_WRITTEN}: {KafkaError(code).str()} after the record was sent; not retriable (it may be in Kafka)"
+    )
+    return KafkaError(code, reason=reason, retriable=False)
+
+
 def record_error_code(error: KafkaError) -> int:
-    """The v2 per-record code for a failed delivery: 2 when retrying may succeed, else 1."""
+    """The v2 per-record code for a failed delivery: 2 when retrying may succeed and cannot write twice, else 1."""
+    if POSSIBLY_WRITTEN in error.str():
+        return RECORD_ERROR_NON_RETRIABLE
     return RECORD_ERROR_RETRIABLE if is_retriable(error) else RECORD_ERROR_NON_RETRIABLE
 
 

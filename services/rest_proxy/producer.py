@@ -28,6 +28,8 @@ from confluent_kafka import KafkaError
 from rest_proxy_produce import PlainValues
 from rest_proxy_produce import Producer as NativeProducer
 
+from services.rest_proxy.errors import possibly_written_error
+
 log = logging.getLogger("rest_proxy.producer")
 
 ACTIVE_POLL_INTERVAL_S = 0.001  # libuv timers have millisecond resolution; shorter would busy-loop
@@ -55,19 +57,24 @@ class Delivery(NamedTuple):
 _delivery = Delivery._make
 
 
-def _record_error(code: int) -> KafkaError:
+def _record_error(code: int, possibly_persisted: bool = False) -> KafkaError:
     """A failed record's librdkafka code as confluent-kafka's KafkaError (the codes are librdkafka's in both).
 
     _FATAL: the record met a producer that had failed for good, which is being replaced; a retry goes to the new
     one, so it is retriable (v2 error_code 2), as the records purged from the old producer's queue are.
+    `possibly_persisted` (librdkafka's message status): the record was sent and may be in the log; the error says so
+    and is never retriable, because a retry could write it twice (errors.possibly_written_error).
     """
+    if possibly_persisted:
+        return possibly_written_error(code)
     return KafkaError(code, retriable=code == KafkaError._FATAL)
 
 
 def _deliveries(entries: list[tuple]) -> list[Delivery]:
-    """The native producer's per-record results -> Delivery."""
+    """The native producer's per-record results -> Delivery. A failed record's entry is (None, None, None, code,
+    possibly persisted)."""
     return [
-        _delivery(entry) if entry[3] is None else _delivery((None, None, None, _record_error(entry[3])))
+        _delivery(entry) if entry[3] is None else _delivery((None, None, None, _record_error(*entry[3:5])))
         for entry in entries
     ]
 

@@ -18,7 +18,7 @@ from emulator.__main__ import emulate, new_limiter, parse_args, throttling_summa
 from emulator.limiter import AdaptiveLimiter
 from emulator.sampling import draws
 from emulator.sender import KafkaRestPath, KinesisGatewayPath, RetryPolicy, Stats, deliver, retry_after_seconds
-from emulator.source import KEY_COLUMN
+from pipeline.settings import KEY_COLUMNS as KEY_COLUMN
 from pipeline.settings import TABLES, load_settings
 
 ROW_COUNT = 1000
@@ -184,7 +184,7 @@ def test_retry_after_is_waited_for(scripted_server):
     ("answer", "throttles"),
     [
         ((503, {"message": "busy"}), 1),
-        ((500, {"message": "bug"}), 0),
+        ((408, {"message": "request timeout"}), 0),
         ((400, {"__type": "ProvisionedThroughputExceededException", "message": "Rate exceeded"}), 1),
     ],
 )

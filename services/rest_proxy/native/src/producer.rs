@@ -60,6 +60,9 @@ enum Outcome {
     },
     Failed {
         code: i32,
+        /// librdkafka's message status said the record may be in the log (sent, but no definitive answer):
+        /// the client must not re-send it.
+        possibly_persisted: bool,
     },
 }
 
@@ -108,6 +111,18 @@ impl Context {
             }
         });
     }
+}
+
+/// librdkafka's own view of a failed record: `RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED` when it was sent to the
+/// broker but no definitive answer came (a timeout or purge while in flight). rust-rdkafka does not wrap
+/// `rd_kafka_message_status`, hence the binding call.
+fn possibly_persisted(message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+    // SAFETY: the pointer is the delivered message, valid for the whole delivery callback.
+    let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+    matches!(
+        status,
+        rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED
+    )
 }
 
 fn code_of(error: &KafkaError) -> i32 {
@@ -172,8 +187,9 @@ impl ProducerContext for Context {
                     Timestamp::NotAvailable => -1,
                 },
             },
-            Err((error, _)) => Outcome::Failed {
+            Err((error, message)) => Outcome::Failed {
                 code: code_of(error),
+                possibly_persisted: possibly_persisted(message),
             },
         };
         let mut table = self.table.lock().unwrap();
@@ -302,6 +318,7 @@ impl Producer {
                     index as usize,
                     Outcome::Failed {
                         code: code_of(&error),
+                        possibly_persisted: false,
                     },
                 );
                 true
@@ -510,11 +527,15 @@ impl Producer {
                             .into_any()
                             .unbind()
                     }
-                    Outcome::Failed { code } => (
+                    Outcome::Failed {
+                        code,
+                        possibly_persisted,
+                    } => (
                         none.clone_ref(py),
                         none.clone_ref(py),
                         none.clone_ref(py),
                         code,
+                        possibly_persisted,
                     )
                         .into_pyobject(py)?
                         .into_any()

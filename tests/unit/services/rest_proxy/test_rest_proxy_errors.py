@@ -79,3 +79,15 @@ def test_request_level_kafka_errors():
     assert kafka_error(KafkaError(KafkaError._TRANSPORT)).error is Error.KAFKA_RETRIABLE_ERROR
     assert kafka_error(KafkaError(KafkaError._TRANSPORT)).error.error_code == 50003
     assert kafka_error(KafkaError(KafkaError.INVALID_CONFIG)).error.error_code == 50002
+
+
+def test_a_record_possibly_in_kafka_is_not_retriable_and_says_so():
+    """librdkafka's POSSIBLY_PERSISTED status (sent, then timed out in flight): a client that re-sends on code 2 would
+    write it twice, so it is answered with code 1 and a reason the emulator reads."""
+    from services.rest_proxy.producer import _deliveries
+
+    [delivery] = _deliveries([(None, None, None, KafkaError._MSG_TIMED_OUT, True)])
+    assert record_error_code(delivery.error) == RECORD_ERROR_NON_RETRIABLE
+    assert delivery.error.str().startswith("possibly written: Local: Message timed out")
+    [queued] = _deliveries([(None, None, None, KafkaError._MSG_TIMED_OUT, False)])
+    assert record_error_code(queued.error) == RECORD_ERROR_RETRIABLE, "timed out in the queue: never sent"

@@ -52,7 +52,7 @@ def test_every_record_of_a_request_fails_in_its_own_place_when_no_broker_answers
     request, queued = producer.produce_values("t", 0, values)
     assert queued and len(values) == 0  # the values moved into the producer
     settle(producer, request)
-    assert producer.take(request) == [(None, None, None, TIMED_OUT)] * 3
+    assert producer.take(request) == [(None, None, None, TIMED_OUT, False)] * 3  # never sent: not persisted
     assert any(code == KafkaError._TRANSPORT for code, _, fatal in errors if not fatal)  # error_cb was served
     with pytest.raises(KeyError):
         producer.take(request)  # taken once
@@ -63,7 +63,7 @@ def test_records_that_met_a_full_queue_are_queued_later_in_order_and_all_settle(
     request, queued = producer.produce_values("t", 1, rest_proxy_produce.plain_values(body(list(range(7))), 1000))
     assert not queued  # 2 fit, 5 wait in the request's backlog
     settle(producer, request)
-    assert producer.take(request, True) == [(None, None, None, TIMED_OUT)] * 7
+    assert producer.take(request, True) == [(None, None, None, TIMED_OUT, False)] * 7
 
 
 def test_a_discarded_request_is_forgotten():

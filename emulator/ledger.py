@@ -1,0 +1,139 @@
+"""The emulator's ledger: one JSON line per record it sent, with the record's final outcome and, once acknowledged,
+where it was written (topic, partition, offset; or stream, shard, sequence number).
+
+`make verify` (services/audit) compares the ledger with what landed (the bucket's objects for the Kafka path, the
+Delta tables for the Kinesis path): every acknowledged record present exactly once, nothing present more often than
+it was sent. A run writes one file, `<data dir>/ledger/<run id>.jsonl`, appended as outcomes arrive and flushed at
+least once a second, so a killed emulator leaves everything up to its last second. The ledger lives under the
+stack's data folder, so `make clean` deletes it with the data it describes, and Docker mode's one-off containers
+write it to the mounted state folder, where both modes' tools read it.
+
+Outcomes:
+  acked             the service acknowledged the record (offset or sequence number recorded);
+  possibly_written  the answer came too late or broke off after the request was sent, or the service said so
+                    (the proxy's "possibly written" delivery errors): it may or may not have landed, and it was not
+                    re-sent, so it can land at most once;
+  failed            refused, or retried until out of attempts, with answers that say it was not written.
+
+A ledger line is plain JSON so a user (or `jq`) can read it: see docs/design/ledger.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import Settings
+
+ACKED = "acked"
+POSSIBLY_WRITTEN = "possibly_written"
+FAILED = "failed"
+OUTCOMES = (ACKED, POSSIBLY_WRITTEN, FAILED)
+FLUSH_EVERY_S = 1.0
+
+
+def ledger_dir(settings: Settings) -> Path:
+    return settings.data_dir / "ledger"
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record's final outcome. `where` is {partition, offset} (Kafka) or {shard, sequence} (Kinesis)."""
+
+    table: str
+    row: int
+    destination: str
+    outcome: str
+    attempts: int
+    where: dict[str, Any] | None = None
+    reason: str = ""
+
+    def line(self, run: str, path: str, via: str) -> dict[str, Any]:
+        line: dict[str, Any] = {
+            "run": run,
+            "at": round(time.time(), 3),
+            "path": path,
+            "via": via,
+            "table": self.table,
+            "row": self.row,
+            "destination": self.destination,
+            "outcome": self.outcome,
+            "attempts": self.attempts,
+        }
+        if self.where:
+            line.update(self.where)
+        if self.reason:
+            line["reason"] = self.reason
+        return line
+
+
+class Ledger:
+    """Appends entries of one run; flushes at most a second after a write and on close."""
+
+    def __init__(self, folder: Path, run: str, path: str, via: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.run, self.path, self.via = run, path, via
+        self.file_path = folder / f"{run}.jsonl"
+        self._file = self.file_path.open("a", encoding="utf-8")
+        self._flushed = time.monotonic()
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        # The run's first line: when it started, so the audit knows which window of each destination it covers.
+        self._file.write(json.dumps({"run": run, "event": "start", "at": round(time.time(), 3), "path": path}) + "\n")
+        self.flush()
+
+    def record(self, entry: Entry) -> None:
+        self._file.write(json.dumps(entry.line(self.run, self.path, self.via), default=str) + "\n")
+        self.counts[entry.outcome] += 1
+        if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._flushed = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+@dataclass
+class Reading:
+    """What the ledger folder holds: entries (oldest run first), each run's (start, last outcome) in epoch seconds,
+    and the lines that could not be read (a line torn by a killed emulator is counted, not silently skipped)."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, list[float]] = field(default_factory=dict)
+    unreadable: int = 0
+
+
+def load(folder: Path) -> Reading:
+    reading = Reading()
+    if not folder.is_dir():
+        return reading
+    for file in sorted(folder.glob("*.jsonl")):
+        with file.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                    run, at = entry["run"], float(entry["at"])
+                except (ValueError, KeyError, TypeError):
+                    reading.unreadable += 1
+                    continue
+                window = reading.runs.setdefault(run, [at, at])
+                window[0], window[1] = min(window[0], at), max(window[1], at)
+                if entry.get("outcome") in OUTCOMES:
+                    reading.entries.append(entry)
+                elif entry.get("event") != "start":
+                    reading.unreadable += 1
+    return reading
