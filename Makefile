@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)
 
 ROWS ?= 11154
+ROUNDS ?= 2
 SEED ?= 42
 MODE ?= batch
 COUNT ?= 100
@@ -38,7 +39,7 @@ EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
 	$(if $(NO_ADAPT),--no-adapt)
 
-.PHONY: stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
+.PHONY: drill stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
 	test test-unit test-integration test-docker lint format bench
 
 help: ## list the commands
@@ -81,6 +82,9 @@ provision: ## create topics, bucket, connector, streams and the API (idempotent;
 
 verify: ## audit: every Kafka offset in S3 exactly once; every record in the emulator's ledger landed once (S3, Delta)
 	@$(RUN) -m services.audit
+
+drill: ## chaos run: ROUNDS= rounds of emulator load, each with a kill -9 of a random service, then the audit (ROUNDS=2)
+	@$(PY) -m services.drill --rounds $(ROUNDS) $(ARGS)
 
 batch: ## run the Spark batch job over the bucket (results + report under the bucket's analytics/)
 	@$(RUN) -m spark_jobs.batch $(ARGS)

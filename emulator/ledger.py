@@ -117,11 +117,15 @@ class Reading:
     unreadable: int = 0
 
 
-def load(folder: Path) -> Reading:
+def load(folder: Path, runs: list[str] | None = None) -> Reading:
+    """Every run's entries in `folder`, or only those of `runs` (run ids)."""
     reading = Reading()
     if not folder.is_dir():
         return reading
-    for file in sorted(folder.glob("*.jsonl")):
+    files = sorted(folder.glob("*.jsonl")) if runs is None else [folder / f"{run}.jsonl" for run in runs]
+    for file in files:
+        if not file.exists():
+            continue
         with file.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 try:

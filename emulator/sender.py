@@ -133,14 +133,26 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def _kinesis_error_type(response: httpx.Response) -> str:
+    """Kinesis's error type (`__type`) in an answer's JSON body, or "" when there is none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    kind = body.get("__type", "") if isinstance(body, dict) else ""
+    return str(kind).rsplit("#", 1)[-1]
+
+
 def _http_failure(response: httpx.Response) -> Outcome | None:
     """Outcome for every record of a request that the server rejected as a whole, or None if it answered 2xx."""
     if response.is_success:
         return None
     reason = f"HTTP {response.status_code}: {_body_message(response)}"
     if response.status_code in THROTTLING_STATUS_CODES or (
-        response.status_code == 400 and "ProvisionedThroughputExceeded" in response.text
+        response.status_code in (400, 500) and _kinesis_error_type(response) in THROTTLING_KINESIS_ERRORS
     ):
+        # API Gateway passes Kinesis's error body on with its mapped status (400 or 500): Kinesis refused the
+        # request (throttled, or could not serve it), so nothing was written and a retry is safe.
         return throttling(reason, retry_after_seconds(response))
     if response.status_code == 408:  # the server gave up reading the request: nothing was carried out
         return retriable(reason)

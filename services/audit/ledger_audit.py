@@ -276,16 +276,21 @@ def audit_ledger(
 ) -> LedgerReport:
     """Compare the ledger with the bucket (`objects`, from sink_audit.s3_objects) and the Delta tables."""
     reading = reading or ledger_module.load(ledger_module.ledger_dir(settings))
+    tables = {settings.topic(t): t for t in TABLES} | {settings.stream(t): t for t in TABLES}
     by_destination: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    other = 0
     for entry in reading.entries:
-        by_destination[(entry["path"], entry["destination"])].append(entry)
+        if entry.get("destination") in tables:
+            by_destination[(entry["path"], entry["destination"])].append(entry)
+        else:  # another user id's topics or streams (PIPELINE_USER_ID changed since)
+            other += 1
     windows = _windows(reading.runs)
-    notes: list[str] = []
+    notes = [f"{other} ledger entries for other user ids' destinations not audited"] if other else []
     kafka = kafka_landed(settings, objects or {}, windows) if any(p == "batch" for p, _ in by_destination) else {}
     kinesis: dict[str, Landed] = {}
     if any(p == "stream" for p, _ in by_destination):
-        kinesis, notes = kinesis_landed(settings, warehouse, windows)
-    tables = {settings.topic(t): t for t in TABLES} | {settings.stream(t): t for t in TABLES}
+        kinesis, missing = kinesis_landed(settings, warehouse, windows)
+        notes += missing
     destinations = []
     for (path, destination), entries in sorted(by_destination.items()):
         audit = DestinationAudit(path, tables.get(destination, "?"), destination)
@@ -298,13 +303,19 @@ def audit_ledger(
 
 
 def audit_ledger_until_complete(
-    settings: Settings, objects_of, warehouse: str, wait_s: float, sleep=time.sleep
+    settings: Settings,
+    objects_of,
+    warehouse: str,
+    wait_s: float,
+    reading: ledger_module.Reading | None = None,
+    sleep=time.sleep,
 ) -> LedgerReport:
-    """Audit; while records are only missing (the sink uploads on a timer, the streaming job in micro-batches), re-read
-    for up to `wait_s` seconds. Doubled records never heal, so they end the wait at once."""
+    """Audit (the whole ledger, or `reading`); while records are only missing (the sink uploads on a timer, the
+    streaming job in micro-batches), re-read for up to `wait_s` seconds. Doubled records never heal, so they end the
+    wait at once."""
     deadline = time.monotonic() + wait_s
     while True:
-        report = audit_ledger(settings, objects_of(), warehouse)
+        report = audit_ledger(settings, objects_of(), warehouse, reading)
         if report.clean or report.doubled or time.monotonic() >= deadline:
             return report
         sleep(2.0)

@@ -57,6 +57,8 @@ def environment(settings: Settings) -> dict[str, str]:
         "AWS_DEFAULT_REGION": settings.aws_region,
         # services/localstack/site/sitecustomize.py forwards Kinesis here instead of starting kinesis-mock.
         "KINESIS_BACKEND_URL": kinesis_backend_url(settings),
+        # ... and gives the gateway's integration calls this deadline, which AWS applies and LocalStack does not.
+        "GATEWAY_TIMEOUT_MS": str(settings.gateway_timeout_ms),
         "PYTHONPATH": str(SITE_DIR),
     }
 

@@ -1,4 +1,4 @@
-"""Integration fixtures: they attach to the running stack (`make up`, native or Docker mode: stack.py) and fail with
+"""Integration fixtures: they attach to the running stack (`make up`, native or Docker mode: services/stack.py) and fail with
 a clear message when a service the test needs is not ready. Tests never start or stop the stack as a whole; the fault
 tests stop, kill and start single services through `stack_control`, the same way in both modes."""
 
@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from stack import Stack, StackError, current_stack, stack_settings
-from stack import stack_mode as detect_stack_mode
 
 from pipeline.settings import REPO_ROOT, Settings, load_settings
+from services.stack import Stack, StackError, current_stack, stack_settings
+from services.stack import stack_mode as detect_stack_mode
 
 TEST_USER_ID = "7e57c0de0001"
 TEST_DATABASE = "pinterest_data_test"
@@ -49,7 +49,7 @@ def settings(stack_mode) -> Settings:
 
 @pytest.fixture(scope="session")
 def stack_control(settings, stack_mode) -> Stack:
-    """The running stack as a `Stack` (stack.py): states, start, stop, kill -9, logs of single services."""
+    """The running stack as a `Stack` (services/stack.py): states, start, stop, kill -9, logs of single services."""
     return current_stack(settings, stack_mode)
 
 

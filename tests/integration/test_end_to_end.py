@@ -67,6 +67,8 @@ def test_batch_path_through_the_gateway_lands_in_s3_exactly_once(e2e, run_module
 
     audit = run_module("services.audit", "--wait", "60", env=env)
     assert audit.returncode == 0, audit.stdout + audit.stderr
+    # the ledger audit: every record the emulator had acknowledged is at its offset in S3, once
+    assert f"OK: all {POSTS * 3} acknowledged records landed exactly once" in audit.stdout, audit.stdout
 
     s3 = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
     expected = source_rows(settings)

@@ -1,7 +1,7 @@
 """Fault tests of the Kafka path on the running stack: a kill -9 of the broker during a load through the
 REST proxy, a kill -9 of the S3 store during a load, and a stop/start of Kafka, Connect and S3 after a load.
 
-These tests restart SHARED services (kafka, s3, connect) through `stack_control` (stack.py: supervisord natively,
+These tests restart SHARED services (kafka, s3, connect) through `stack_control` (services/stack.py: supervisord natively,
 docker compose in Docker mode): every test puts them back (running and ready) in a `finally`, whatever happened.
 Each test has its own user id, so its topics, bucket and connector are its own and the audit sees only its data; the
 connector is deleted at the end so it does not load the worker afterwards (the next run re-creates it; topics and
@@ -22,13 +22,13 @@ import boto3
 import httpx
 import pytest
 from confluent_kafka import Producer
-from stack import Stack, StackError
 
 from pipeline.layout import parse_object_key, topic_prefix
 from pipeline.settings import Settings, load_settings
 from services.audit.sink_audit import audit_until_complete, kafka_offsets, render
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
+from services.stack import Stack, StackError
 
 BROKER_KILL_USER_ID = "7e57c0defa01"
 STORE_KILL_USER_ID = "7e57c0defa02"
@@ -301,6 +301,13 @@ def test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker(stack,
         assert not misplaced, f"{len(misplaced)} records are not at the offset the proxy answered: {misplaced[:3]}"
         unknown = set(found) - set(load.succeeded) - set(load.failed)
         assert not unknown, f"S3 holds records this run never sent: {sorted(unknown)[:3]}"
+        # A failed record that reached Kafka must have been answered "possibly written" (non-retriable): a client
+        # that re-sent one answered as retriable (code 2) would have written it twice.
+        retriable_but_stored = [u for u in failed_but_stored if "possibly written" not in load.failed[u]]
+        assert not retriable_but_stored, (
+            f"{len(retriable_but_stored)} records answered as not written reached Kafka, e.g. "
+            f"{load.failed[retriable_but_stored[0]]}"
+        )
     finally:
         ensure_ready(stack_control, *KAFKA_PATH, "rest_proxy")
         delete_connector(settings)

@@ -10,10 +10,10 @@ import time
 import uuid
 
 import pytest
-from stack import provision_stack_api
 
 from pipeline.settings import REPO_ROOT, Settings
 from services.kinesis.service import kinesis_client
+from services.stack import provision_stack_api
 from tests.support.kinesis import ensure_stream, put_tagged, tagged_keys
 
 STREAM = "streaming-7e57c0de0001-store"

@@ -1,5 +1,5 @@
 """LocalStack on the running stack: API Gateway, Kinesis, STS and IAM answer, and a restart of it through the stack
-(supervisord, or docker compose: stack.py) keeps every stream and record, since its Kinesis is the stack's Kinesis
+(supervisord, or docker compose: services/stack.py) keeps every stream and record, since its Kinesis is the stack's Kinesis
 store behind it (services/localstack/site/sitecustomize.py). LocalStack forgets API definitions on a restart
 (open-source edition), so afterwards the stack's own API is provisioned again, as `make up` does. Kills of the store
 and of LocalStack: tests/integration/test_kinesis_store.py."""
@@ -11,11 +11,11 @@ import uuid
 
 import httpx
 import pytest
-from stack import provision_stack_api
 
 from pipeline.settings import Settings
 from services.kinesis.service import kinesis_client
 from services.localstack.service import SERVICES
+from services.stack import provision_stack_api
 from tests.support.kinesis import ensure_stream, put_tagged, tagged_keys
 
 STREAM = "streaming-7e57c0de0001-durability"

@@ -14,11 +14,11 @@ import uuid
 from urllib.parse import quote, urlsplit
 
 import pytest
-from stack import Stack
 
 from pipeline.settings import Settings
 from services.provision.s3 import provision_bucket
 from services.s3.service import quarantine_dir, ready, s3_client, store_dir
+from services.stack import Stack
 
 
 @pytest.fixture(scope="module")

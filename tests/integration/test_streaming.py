@@ -22,11 +22,12 @@ from pathlib import Path
 import boto3
 import pyarrow.parquet as pq
 import pytest
-from stack import provision_stack_api, stack_settings
 
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
+from services.audit.ledger_audit import audit_ledger, render
 from services.kinesis.service import kinesis_client
 from services.provision.aws import recreate_streams
+from services.stack import provision_stack_api, stack_settings
 from tests.support import SAMPLES_DIR
 from tests.support.kinesis import stream_records
 
@@ -167,6 +168,7 @@ def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings
     invoke_url = stack_settings().resolved_invoke_url()  # stored by the stack's provisioning, in its state folder
     if invoke_url:  # the front door: emulator -> API Gateway -> Kinesis, from a source database of its own
         env = {**job_env(stream_settings), "API_INVOKE_URL": invoke_url, "MYSQL_DATABASE": STREAM_DATABASE}
+        env["STATE_DIR"] = str(tmp_path / "state")  # the emulator's ledger, for this test alone
         seeded = subprocess.run(
             [sys.executable, "-m", "services.mysql.seed", "--rows", "300", "--seed", "6"],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
@@ -187,6 +189,11 @@ def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings
     result = run_job(stream_settings, tmp_path / "warehouse")
     assert "stopping" in result.stdout
     check_exactly_once(stream_settings, tmp_path / "warehouse", truth)
+    if invoke_url:  # make verify's ledger audit, on the emulator's ledger and this test's Delta tables
+        settings = stream_settings.model_copy(update={"state_dir": tmp_path / "state"})
+        report = audit_ledger(settings, None, str(tmp_path / "warehouse"))
+        assert report.clean and sum(d.acked for d in report.destinations) == 60, render(report)
+        assert sum(d.landed for d in report.destinations) == 60, render(report)
 
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT + 300)

@@ -1,13 +1,11 @@
-"""tests/integration/stack.py without a stack: the `docker compose` command lines ComposeStack runs (subprocess.run
+"""services/stack.py without a stack: the `docker compose` command lines ComposeStack runs (subprocess.run
 recorded, no Docker needed), its supervisord-style states, and `current_stack` choosing by scripts/stack_mode.sh."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -18,14 +16,10 @@ COMPOSE = ["docker", "compose", "--profile", "stream"]
 
 @pytest.fixture(scope="module")
 def stack():
-    """The integration tests' stack module, loaded from its file (tests/ is not a package)."""
-    path = REPO_ROOT / "tests" / "integration" / "stack.py"
-    spec = importlib.util.spec_from_file_location("integration_stack", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    """The stack module (services/stack.py)."""
+    from services import stack as module
+
+    return module
 
 
 class FakeDocker:

@@ -126,17 +126,55 @@ def _pooled_session(requests):
 
 class _PooledRequests:
     """Stands in for the `requests` module inside an integration module: `request` goes through a pooled session
-    (Kinesis calls to the store, when `kinesis_backend` is set); everything else (exceptions, ...) is the module's."""
+    (Kinesis calls to the store, when `kinesis_backend` is set); everything else (exceptions, ...) is the module's.
+
+    Two more things AWS does and LocalStack 4.9.2 does not (its integrations leave the timeout as a TODO):
+    - every integration call has the integration's deadline (`GATEWAY_TIMEOUT_MS`, which provisioning also sets as
+      `timeoutInMillis`), so the gateway answers (5xx) before the emulator's own timeout (docs/design/ledger.md);
+    - a Kinesis call the store refuses at connect time (the store is down, so nothing was written) is answered as
+      Kinesis answers when it cannot serve: 503 `ServiceUnavailable`, which API Gateway passes on in its 5xx
+      integration response, and which a client may retry. Without this LocalStack answers 502, which does not tell
+      "not written" from "may be written". A connection lost after the request was sent stays an error (502).
+    The REST proxy's integration keeps LocalStack's 500 for a refused connection, as API Gateway answers for an
+    unreachable HTTP endpoint."""
 
     def __init__(self, module, session, kinesis_backend: str | None) -> None:
         self._module, self._session, self._kinesis_backend = module, session, kinesis_backend
+        self._timeout = (CONNECT_TIMEOUT_S, int(os.environ.get("GATEWAY_TIMEOUT_MS", "29000")) / 1000)
 
     def request(self, method, url, **kwargs):
+        kwargs.setdefault("timeout", self._timeout)
         headers = kwargs.get("headers") or {}
         if self._kinesis_backend and str(headers.get("X-Amz-Target", "")).startswith("Kinesis_"):
             kwargs["headers"] = _with_date(headers, headers)
-            return self._session.request(method, self._kinesis_backend, **kwargs)
+            try:
+                return self._session.request(method, self._kinesis_backend, **kwargs)
+            except self._module.exceptions.ConnectionError as error:
+                if not _refused(error):
+                    raise
+                return _service_unavailable(self._module, self._kinesis_backend, error)
         return self._session.request(method, url, **kwargs)
+
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _refused(error) -> bool:
+    """A connection that was never made (refused, or no answer to the connect): the request was not sent."""
+    import urllib3
+
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
+
+
+def _service_unavailable(requests_module, url: str, error) -> object:
+    response = requests_module.models.Response()
+    response.status_code = 503
+    response.url = url
+    response.headers["Content-Type"] = "application/x-amz-json-1.1"
+    message = f"The Kinesis store at {url} is not reachable ({type(error).__name__}); nothing was written."
+    response._content = json.dumps({"__type": "ServiceUnavailable", "message": message}).encode()
+    return response
 
     def __getattr__(self, name):
         return getattr(self._module, name)

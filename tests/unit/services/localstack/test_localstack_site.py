@@ -114,3 +114,72 @@ def test_outside_localstack_it_does_nothing(monkeypatch):
     monkeypatch.setenv("KINESIS_BACKEND_URL", BACKEND)
     monkeypatch.setitem(sys.modules, "localstack", None)  # not importable, as in the project's venv
     run_site()
+
+
+def site_module():
+    spec = importlib.util.spec_from_file_location("pipeline_localstack_site_module", SITE_DIR / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def kinesis_call(pooled):
+    return pooled.request("POST", "http://localstack/kinesis", headers={"X-Amz-Target": "Kinesis_20131202.PutRecord"})
+
+
+def test_a_kinesis_store_that_refuses_the_connection_is_answered_as_kinesis_service_unavailable():
+    """Nothing was sent, so nothing was written: Kinesis's own 503 ServiceUnavailable, which clients may retry,
+    instead of LocalStack's 502 for any exception."""
+    import socket
+
+    import requests
+
+    site = site_module()
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pooled = site._PooledRequests(requests, site._pooled_session(requests), f"http://127.0.0.1:{port}/")
+    response = kinesis_call(pooled)
+    assert response.status_code == 503
+    assert response.json()["__type"] == "ServiceUnavailable" and "nothing was written" in response.json()["message"]
+
+
+def test_a_kinesis_store_that_drops_the_connection_after_the_request_stays_an_error():
+    """The store may have written the records: no answer is made up."""
+    import socket
+    import threading
+
+    import requests
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def accept_read_close():
+        connection, _ = server.accept()
+        connection.recv(65536)
+        connection.close()
+
+    threading.Thread(target=accept_read_close, daemon=True).start()
+    site = site_module()
+    backend = f"http://127.0.0.1:{server.getsockname()[1]}/"
+    pooled = site._PooledRequests(requests, site._pooled_session(requests), backend)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        kinesis_call(pooled)
+    server.close()
+
+
+def test_integration_calls_get_the_gateways_deadline(monkeypatch):
+    import requests
+
+    monkeypatch.setenv("GATEWAY_TIMEOUT_MS", "1500")
+    site = site_module()
+    seen = {}
+
+    class Session:
+        def request(self, method, url, **kwargs):
+            seen.update(kwargs)
+            return "answer"
+
+    assert site._PooledRequests(requests, Session(), None).request("GET", "http://proxy/topics") == "answer"
+    assert seen["timeout"] == (site.CONNECT_TIMEOUT_S, 1.5)

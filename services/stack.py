@@ -1,4 +1,4 @@
-"""One way for the integration tests to drive the running stack, whichever mode runs it.
+"""One way to drive the running stack, whichever mode runs it: the integration tests and `make drill` use it.
 
 `scripts/stack_mode.sh` says which mode: `native` (each service a process under supervisord, services/runner.py)
 or `docker` (each service a container of docker-compose.yml, on the host's network). Both modes serve the same
