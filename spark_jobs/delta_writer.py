@@ -14,11 +14,16 @@ newest `HISTORY_SCAN` commits of the table (a replay is the first batch after a 
 than a plain Delta sink: one read of Kinesis feeds two tables (clean rows and quarantine) atomically per table.
 The tables checkpoint their log every `CHECKPOINT_INTERVAL` commits (Delta's default, 10, costs a 3-4 s checkpoint
 every 10 s of a 1 s trigger).
+
+A skipped replay is printed (the job's log), so an operator, and the fault test, can see the skip happen. For that
+test, `STREAM_CRASH_AFTER_COMMIT=<table>:<n>` makes the job exit at once (status 137, as a kill -9) right after its
+n-th commit to that table, before the stream's checkpoint records the batch: the one moment a replay must be skipped.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 
 from pyspark.sql import DataFrame, Observation, SparkSession
@@ -109,6 +114,7 @@ class BatchWriter:
         )
         self.query_id: str | None = None
         self.committed: dict[str, int] = {}  # table path -> last batch id this query committed there
+        self._commits = 0  # commits to the clean table by this process (STREAM_CRASH_AFTER_COMMIT)
 
     def _app_id(self, spark: SparkSession) -> str:
         # The query id lives in the checkpoint, so it survives restarts and changes when the checkpoint is reset.
@@ -132,7 +138,12 @@ class BatchWriter:
         spark = batch.sparkSession
         app_id = self._app_id(spark)
         quarantined: int | None = None
-        if batch_id > self._last_committed(spark, self.table_path, app_id):
+        if batch_id <= self._last_committed(spark, self.table_path, app_id):
+            print(
+                f"skipping replayed batch {batch_id} of {self.table}: committed to its Delta table before a restart",
+                flush=True,
+            )
+        else:
             counts = Observation(f"{self.table}_batch_{batch_id}")
             observed = batch.observe(counts, F.count(F.col(cleaning.REASON_COLUMN)).alias("quarantined"))
             self._append(clean_rows(observed, self.table), self.table_path, app_id, batch_id)
@@ -145,3 +156,18 @@ class BatchWriter:
     def _append(self, frame: DataFrame, path: str, app_id: str, batch_id: int) -> None:
         frame.write.format("delta").mode("append").option("userMetadata", batch_marker(app_id, batch_id)).save(path)
         self.committed[path] = batch_id
+        if path == self.table_path:
+            self._commits += 1
+            if crash_point() == (self.table, self._commits):
+                print(f"{CRASH_AFTER_COMMIT}: exiting after commit {self._commits} to {self.table}", flush=True)
+                os._exit(137)
+
+
+CRASH_AFTER_COMMIT = "STREAM_CRASH_AFTER_COMMIT"
+
+
+def crash_point() -> tuple[str, int] | None:
+    """(table, n) of `STREAM_CRASH_AFTER_COMMIT=<table>:<n>`, the fault tests' crash point; None when unset."""
+    value = os.environ.get(CRASH_AFTER_COMMIT, "")
+    table, _, count = value.partition(":")
+    return (table, int(count)) if table and count.isdigit() else None

@@ -211,8 +211,8 @@ def delta_storage(settings: Settings, uri: str) -> tuple[str, dict[str, str]]:
     return "s3://" + uri.removeprefix("s3a://"), options
 
 
-def read_delta(settings: Settings, uri: str, columns: list[str]) -> list[dict[str, Any]] | None:
-    """The table's rows (only `columns`), or None when there is no Delta table at `uri` yet."""
+def read_delta(settings: Settings, uri: str, columns: list[str] | None = None) -> list[dict[str, Any]] | None:
+    """The table's rows (all columns, or only `columns`), or None when there is no Delta table at `uri` yet."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 

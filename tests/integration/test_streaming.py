@@ -14,20 +14,24 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import boto3
-import pyarrow.parquet as pq
 import pytest
 
+from pipeline import layout
 from pipeline.settings import REPO_ROOT, TABLES, Settings, load_settings
-from services.audit.ledger_audit import audit_ledger, render
+from services.audit.ledger_audit import audit_ledger, read_delta, render
 from services.kinesis.service import kinesis_client
 from services.provision.aws import recreate_streams
+from services.provision.s3 import provision_bucket
 from services.stack import provision_stack_api, stack_settings
+from spark_jobs.delta_writer import CRASH_AFTER_COMMIT
 from tests.support import SAMPLES_DIR
 from tests.support.kinesis import stream_records
 
@@ -77,26 +81,15 @@ def kinesis_truth(kinesis, settings: Settings) -> dict[str, dict[tuple[str, str]
     return truth
 
 
-def delta_rows(path: Path) -> list[dict]:
-    """Rows of an append-only Delta table: the files its log adds (and does not remove), read with pyarrow."""
-    log = path / "_delta_log"
-    if not log.is_dir():
-        return []
-    added: set[str] = set()
-    for commit in sorted(log.glob("*.json")):
-        for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action:
-                added.add(action["add"]["path"])
-            elif "remove" in action:
-                added.discard(action["remove"]["path"])
-    rows: list[dict] = []
-    for name in sorted(added):
-        rows += pq.read_table(path / name).to_pylist()
-    return rows
+def delta_rows(warehouse: str | Path, name: str, settings: Settings) -> list[dict]:
+    """Rows of the Delta table `name` under `warehouse` (a folder or s3a:// URI), read with delta-rs as `make verify`
+    reads them; [] when the table does not exist yet."""
+    return read_delta(settings, layout.table_path(str(warehouse), name)) or []
 
 
-def job_command(warehouse: Path, *extra: str) -> list[str]:
+def job_command(warehouse: str | Path, *extra: str) -> list[str]:
+    """The job's command line; its status file beside a local warehouse, in a temporary folder for an s3a:// one."""
+    status = warehouse.parent if isinstance(warehouse, Path) else Path(tempfile.mkdtemp(prefix="stream-status-"))
     return [
         sys.executable,
         "-m",
@@ -104,7 +97,7 @@ def job_command(warehouse: Path, *extra: str) -> list[str]:
         "--warehouse",
         str(warehouse),
         "--status-file",
-        str(warehouse.parent / "status.json"),
+        str(status / "status.json"),
         "--trigger-seconds",
         "1",
         *extra,
@@ -121,7 +114,9 @@ def job_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def run_job(settings: Settings, warehouse: Path, idle_seconds: int = 10, *extra: str) -> subprocess.CompletedProcess:
+def run_job(
+    settings: Settings, warehouse: str | Path, idle_seconds: int = 10, *extra: str
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
         job_command(warehouse, "--until-idle", str(idle_seconds), *extra),
         cwd=REPO_ROOT,
@@ -134,11 +129,13 @@ def run_job(settings: Settings, warehouse: Path, idle_seconds: int = 10, *extra:
     return result
 
 
-def check_exactly_once(settings: Settings, warehouse: Path, truth: dict[str, dict[tuple[str, str], bytes]]) -> None:
+def check_exactly_once(
+    settings: Settings, warehouse: str | Path, truth: dict[str, dict[tuple[str, str], bytes]]
+) -> None:
     """Each Kinesis record is in its table or the quarantine exactly once, with its content."""
-    quarantine = delta_rows(warehouse / f"{settings.pipeline_user_id}_stream_quarantine_table")
+    quarantine = delta_rows(warehouse, settings.stream_quarantine_table, settings)
     for table in TABLES:
-        rows = delta_rows(warehouse / settings.delta_table(table))
+        rows = delta_rows(warehouse, settings.delta_table(table), settings)
         bad = [r for r in quarantine if r["source_table"] == table]
         keys = Counter((r["shard_id"], r["sequence_number"]) for r in rows + bad)
         duplicated = {k: n for k, n in keys.items() if n > 1}
@@ -197,9 +194,15 @@ def test_records_from_kinesis_and_the_gateway_land_once_in_delta(stream_settings
 
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT + 300)
-def test_kill_9_mid_stream_then_restart_loses_and_repeats_nothing(stream_settings, kinesis, tmp_path):
+def test_a_crash_between_the_delta_commit_and_the_checkpoint_on_s3_replays_skips_and_repeats_nothing(
+    stream_settings, kinesis
+):
+    """The job's tables on s3a:// through the S3 store, as `make stream` writes them. The job dies (exit 137, as a
+    kill -9) right after its second commit to the pin table and before its checkpoint records that batch: the one
+    moment a restart must replay the batch and the writer must skip it. Every record lands exactly once."""
     recreate_streams(stream_settings)
-    warehouse = tmp_path / "warehouse"
+    provision_bucket(stream_settings, dry_run=False)
+    warehouse = layout.s3a_uri(stream_settings.bucket, "delta-tests", uuid.uuid4().hex[:8])
     stop_producer = threading.Event()
     produced = Counter()
 
@@ -221,29 +224,29 @@ def test_kill_9_mid_stream_then_restart_loses_and_repeats_nothing(stream_setting
     job = subprocess.Popen(
         job_command(warehouse),
         cwd=REPO_ROOT,
-        env=job_env(stream_settings),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env={**job_env(stream_settings), CRASH_AFTER_COMMIT: "pin:2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
     )
     try:
-        pin_log = warehouse / stream_settings.delta_table("pin") / "_delta_log"
-        deadline = time.monotonic() + JOB_TIMEOUT
-        while len(list(pin_log.glob("*.json"))) < 3:  # table creation + at least two micro-batches committed
-            assert job.poll() is None, "the streaming job exited before it was killed"
-            assert time.monotonic() < deadline, "no micro-batch committed in time"
-            time.sleep(0.5)
-        time.sleep(2)  # very likely inside a micro-batch now
+        output, _ = job.communicate(timeout=JOB_TIMEOUT)
     finally:
-        os.killpg(job.pid, signal.SIGKILL)  # the driver and its JVM, as a crash would
+        os.killpg(job.pid, signal.SIGKILL)  # whatever the driver left behind (its JVM), as a crash would
         job.wait()
-    time.sleep(3)
+    assert job.returncode == 137, f"the job did not stop at the crash point (exit {job.returncode}):\n{output[-3000:]}"
+    assert f"{CRASH_AFTER_COMMIT}: exiting after commit 2 to pin" in output, output[-3000:]
+    time.sleep(2)
     stop_producer.set()
     producer.join()
-    before_restart = len(delta_rows(warehouse / stream_settings.delta_table("pin")))
+    before_restart = len(delta_rows(warehouse, stream_settings.delta_table("pin"), stream_settings))
     assert 0 < before_restart < produced["pin"]
 
-    run_job(stream_settings, warehouse)
+    result = run_job(stream_settings, warehouse)
+    assert "skipping replayed batch" in result.stdout and "of pin" in result.stdout, (
+        "the restart did not replay (and skip) the batch committed before the crash:\n" + result.stdout[-3000:]
+    )
     truth = kinesis_truth(kinesis, stream_settings)
     assert {t: len(truth[t]) for t in TABLES} == dict(produced)
     check_exactly_once(stream_settings, warehouse, truth)
@@ -306,7 +309,7 @@ def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repe
         while True:  # the job catches up with everything in Kinesis, without a restart
             assert job.poll() is None, "the streaming job exited:\n" + "".join(output[-50:])
             landed = sum(
-                len(delta_rows(warehouse / name))
+                len(delta_rows(warehouse, name, stream_settings))
                 for name in [*(stream_settings.delta_table(t) for t in TABLES), stream_settings.stream_quarantine_table]
             )
             if landed >= expected:
@@ -356,7 +359,8 @@ def test_a_checkpoint_whose_sequence_numbers_vanished_resumes_logs_and_counts_it
     result = run_job(stream_settings, warehouse, 10, "--tables", "pin")
     assert f"fetching from Kinesis stream {stream} failed" not in result.stderr, result.stderr[-3000:]
     landed = Counter(
-        (r["shard_id"], r["sequence_number"]) for r in delta_rows(warehouse / stream_settings.delta_table("pin"))
+        (r["shard_id"], r["sequence_number"])
+        for r in delta_rows(warehouse, stream_settings.delta_table("pin"), stream_settings)
     )
     assert not {k: n for k, n in landed.items() if n > 1}, "records landed twice"
     assert set(landed) == set(old) | set(new)

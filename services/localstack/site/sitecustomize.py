@@ -155,6 +155,9 @@ class _PooledRequests:
                 return _service_unavailable(self._module, self._kinesis_backend, error)
         return self._session.request(method, url, **kwargs)
 
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
 
 CONNECT_TIMEOUT_S = 5.0
 
@@ -175,9 +178,6 @@ def _service_unavailable(requests_module, url: str, error) -> object:
     message = f"The Kinesis store at {url} is not reachable ({type(error).__name__}); nothing was written."
     response._content = json.dumps({"__type": "ServiceUnavailable", "message": message}).encode()
     return response
-
-    def __getattr__(self, name):
-        return getattr(self._module, name)
 
 
 def _compile_templates_and_schemas_once() -> None:

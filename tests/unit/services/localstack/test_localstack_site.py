@@ -181,5 +181,8 @@ def test_integration_calls_get_the_gateways_deadline(monkeypatch):
             seen.update(kwargs)
             return "answer"
 
-    assert site._PooledRequests(requests, Session(), None).request("GET", "http://proxy/topics") == "answer"
+    pooled = site._PooledRequests(requests, Session(), None)
+    assert pooled.request("GET", "http://proxy/topics") == "answer"
     assert seen["timeout"] == (site.CONNECT_TIMEOUT_S, 1.5)
+    # the integration modules read `requests.exceptions` through the stand-in when a call fails
+    assert pooled.exceptions is requests.exceptions
