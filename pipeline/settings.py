@@ -31,6 +31,8 @@ KEY_COLUMNS = {"pin": "index", "geo": "ind", "user": "ind"}
 USER_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 DATABASE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 LOCAL_HOST = "127.0.0.1"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARD_ADDRESSES = ("0.0.0.0", "::")  # a bind address, not a name a client uses
 ENDPOINT_FIELDS = ("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_kinesis")
 # Each local service's port when its URL names none.
 REST_PROXY_PORT = 8082
@@ -81,6 +83,14 @@ class Settings(BaseSettings):
     rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
     rest_proxy_linger_ms: int = Field(2, ge=0, le=1000)
     rest_proxy_delivery_timeout_ms: int = Field(20_000, ge=1000, le=600_000)
+    # REST proxy limits (docs/design/rest_proxy.md): records in one produce request (more: 422, 42208), bytes of
+    # requests held at once (more: 429 with Retry-After), threads for consumer calls (long polls wait for one).
+    rest_proxy_max_records_per_request: int = Field(10_000, ge=1, le=1_000_000)
+    rest_proxy_max_in_flight_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024, le=16 * 1024**3)
+    rest_proxy_consumer_threads: int = Field(4, ge=1, le=64)
+    # Host names the REST proxy answers (Host header, and Origin of a browser's request); empty: the host of
+    # REST_PROXY_URL, the bind host, loopback names and the compose service name (`rest_proxy_allowed_host_names`).
+    rest_proxy_allowed_hosts: list[str] = []
     connect_url: str = f"http://{LOCAL_HOST}:{CONNECT_PORT}"
     # S3 sink rotation: an object is written at this many records, or when its first record is this old.
     s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
@@ -275,6 +285,17 @@ class Settings(BaseSettings):
     @property
     def rest_proxy_port(self) -> int:
         return _port(self.rest_proxy_url, REST_PROXY_PORT)
+
+    @property
+    def rest_proxy_allowed_host_names(self) -> list[str]:
+        """REST_PROXY_ALLOWED_HOSTS, or by default the names the stack reaches the proxy by: the host of
+        REST_PROXY_URL (API Gateway's integration calls it there), the bind host, loopback, and docker-compose.yml's
+        service name with either separator (Docker mode uses the host's network, but a bridge network would not)."""
+        if self.rest_proxy_allowed_hosts:
+            return list(self.rest_proxy_allowed_hosts)
+        names = [urlsplit(self.rest_proxy_url).hostname or "", self.bind_host, *LOOPBACK_NAMES, "rest_proxy"]
+        names.append("rest-proxy")
+        return list(dict.fromkeys(name for name in names if name and name not in WILDCARD_ADDRESSES))
 
     @property
     def kafka_bootstrap_address(self) -> tuple[str, int]:

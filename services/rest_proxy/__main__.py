@@ -8,8 +8,7 @@ import logging
 import uvicorn
 
 from pipeline.settings import get_settings
-from services.rest_proxy.app import create_app
-from services.rest_proxy.fast_path import FastProducePath
+from services.rest_proxy.app import serve
 
 # Young-generation GC threshold (CPython's default is 700 allocations). A 100-record produce request allocates
 # about 800 tracked containers (parsed rows, records, callbacks, response entries), none of them in cycles, so the
@@ -33,7 +32,7 @@ def freeze_startup_heap() -> None:
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = FastProducePath(create_app(settings))
+    app = serve(settings)
     freeze_startup_heap()
     uvicorn.run(
         app,

@@ -2,8 +2,10 @@
 
 Confluent's consumer API is stateful: an instance lives in the proxy process that created it, keeps its fetch
 position between requests, and expires after `INSTANCE_TIMEOUT_S` without use (Confluent's
-consumer.instance.timeout.ms default). Every call on an instance runs in a thread under the instance's lock, so
-slow polls never block the event loop and two requests never drive one consumer at once. Records fetched beyond a
+consumer.instance.timeout.ms default). Every call on an instance runs in a thread of the consumers' own executor
+(REST_PROXY_CONSUMER_THREADS threads) under the instance's lock, so slow polls never block the event loop, two
+requests never drive one consumer at once, and long polls (up to 30 s each) never take the default executor's threads
+that metadata requests, and so produce and readiness, need: past the executor's size, consumer calls wait their turn. Records fetched beyond a
 request's `max_bytes` stay buffered for the next request instead of being skipped.
 
 Only records handed to the client count as consumed: librdkafka's automatic offset store is off and each record's
@@ -24,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -97,9 +100,14 @@ def _size(message) -> int:
 
 
 class ConsumerManager:
-    def __init__(self, base_config: dict[str, object]) -> None:
+    def __init__(self, base_config: dict[str, object], threads: int = 4) -> None:
         self._base_config = base_config
         self._instances: dict[tuple[str, str], ConsumerInstance] = {}
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest-consumer")
+
+    async def _in_thread(self, function, *args):
+        """`function(*args)` on the consumers' executor, never on the event loop's default one."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def create(self, group: str, request: V2CreateConsumerRequest) -> ConsumerInstance:
@@ -154,7 +162,7 @@ class ConsumerManager:
     async def delete(self, group: str, name: str) -> None:
         instance = self.get(group, name)
         self._instances.pop((group, name), None)
-        await asyncio.to_thread(self._close, instance)
+        await self._in_thread(self._close, instance)
 
     @staticmethod
     def _close(instance: ConsumerInstance) -> None:
@@ -170,17 +178,17 @@ class ConsumerManager:
         for key in idle:
             instance = self._instances.pop(key)
             log.info("consumer %s/%s expired after %.0f s idle", instance.group, instance.name, INSTANCE_TIMEOUT_S)
-            await asyncio.to_thread(self._close, instance)
+            await self._in_thread(self._close, instance)
         return len(idle)
 
     async def close_all(self) -> None:
         instances, self._instances = list(self._instances.values()), {}
         for instance in instances:
-            await asyncio.to_thread(self._close, instance)
+            await self._in_thread(self._close, instance)
+        self._executor.shutdown(wait=False)
 
     # --- operations (each runs in a worker thread under the instance lock) --------------------------------------
-    @staticmethod
-    async def _run(instance: ConsumerInstance, operation):
+    async def _run(self, instance: ConsumerInstance, operation):
         def locked():
             with instance.lock:
                 if instance.closed:
@@ -190,7 +198,7 @@ class ConsumerManager:
                 except KafkaException as error:
                     raise kafka_error(error.args[0]) from None
 
-        return await asyncio.to_thread(locked)
+        return await self._in_thread(locked)
 
     async def subscribe(self, instance: ConsumerInstance, request: V2Subscription) -> None:
         if (request.topics is None) == (request.topic_pattern is None):

@@ -59,6 +59,9 @@ class Error(Enum):
     UNSUPPORTED_MEDIA_TYPE = ErrorSpec(415, 415, "HTTP 415 Unsupported Media Type")
     # 429: rest-utils' TOO_MANY_REQUESTS_ERROR_CODE; here, too many live consumer instances in this proxy.
     TOO_MANY_CONSUMERS = ErrorSpec(429, 42901, "Too many consumer instances ({limit}); delete unused ones")
+    # 429 as kafka-rest's RateLimitExceededException answers it (code 429, "<title>: <detail>"): here the proxy
+    # already holds as many request bytes as REST_PROXY_MAX_IN_FLIGHT_BYTES allows. Sent with Retry-After.
+    IN_FLIGHT_FULL = ErrorSpec(429, 429, "Request rate limit exceeded: {detail}")
     # 422: well-formed JSON that breaks the request's contract.
     UNPROCESSABLE = ErrorSpec(422, 422, "{detail}")
     KEY_SCHEMA_MISSING = ErrorSpec(422, 42201, "Request includes keys but does not include key schema")
@@ -66,6 +69,11 @@ class Error(Enum):
     INVALID_CONSUMER_CONFIG = ErrorSpec(422, 42204, "Invalid consumer configuration: {detail}")
     INVALID_SCHEMA = ErrorSpec(422, 42205, "Invalid schema: {detail}")
     EMPTY_PAYLOAD = ErrorSpec(422, 422, "Payload error. Request body is empty. Data is required.")
+    # kafka-rest's PRODUCE_BATCH_EXCEPTION (42208, "Too many entries in batch."), its answer to a batch above
+    # api.v3.produce.batch.maximum.entries; here a v2 produce above REST_PROXY_MAX_RECORDS_PER_REQUEST.
+    TOO_MANY_RECORDS = ErrorSpec(
+        422, 42208, "Too many entries in batch. More than {limit} records in one request; split it."
+    )
     # 5xx: the broker, not the request, is at fault.
     INTERNAL = ErrorSpec(500, 500, "Internal Server Error")
     KAFKA_ERROR = ErrorSpec(500, 50002, "Kafka error: {detail}")
@@ -94,6 +102,10 @@ RECORD_TOO_LARGE_DETAIL = (
 )
 
 
+# Seconds a client is told to wait (Retry-After) before retrying a 429.
+RETRY_AFTER_S = 1
+
+
 class RestError(Exception):
     """An error answer: raise it from any handler; the app turns it into Confluent's error body."""
 
@@ -101,6 +113,11 @@ class RestError(Exception):
         self.error = error
         self.message = error.value.message.format(detail=detail, **fields)
         super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers of the answer besides the content type: Retry-After on a 429."""
+        return {"retry-after": str(RETRY_AFTER_S)} if self.error.status == 429 else {}
 
     @property
     def status(self) -> int:

@@ -46,20 +46,17 @@ class FastProducePath:
                 accept = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value
+        extra: dict[str, str] = {}
         try:
             status = 200
             content = await produce(self.app.state.proxy, topic, None, content_type, accept, content_length, receive)
         except RestError as error:
-            status, content = error.status, error.body()
+            status, content, extra = error.status, error.body(), error.headers
         except Exception:
             log.exception("unhandled error producing to %s", topic)
             error = RestError(Error.INTERNAL)
             status, content = error.status, error.body()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", CONTENT_TYPE), (b"content-length", str(len(content)).encode())],
-            }
-        )
+        headers = [(b"content-type", CONTENT_TYPE), (b"content-length", str(len(content)).encode())]
+        headers += [(name.encode(), value.encode()) for name, value in extra.items()]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

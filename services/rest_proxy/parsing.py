@@ -85,9 +85,9 @@ def v2_produce_format(content_type: str | None) -> str:
     return fmt
 
 
-def check_v2_body_media_type(content_type: str | None, body: bytes) -> None:
-    """Non-produce v2 bodies: any v2 media type; an empty body needs none."""
-    if body.strip() and media_type(content_type) not in V2_GENERIC_MEDIA_TYPES:
+def check_v2_body_media_type(content_type: str | None) -> None:
+    """Non-produce v2 POSTs: any v2 media type, also with an empty body (which stands for the defaults)."""
+    if media_type(content_type) not in V2_GENERIC_MEDIA_TYPES:
         raise RestError(Error.UNSUPPORTED_MEDIA_TYPE)
 
 
@@ -144,8 +144,14 @@ def _binary(data: object) -> bytes | None:
         raise RestError(Error.BAD_REQUEST, f"data={shown} is not a valid base64 string.") from None
 
 
+def dumps_exact(data: object) -> bytes:
+    """orjson.dumps, copied to a bytes object of its own length: orjson's keeps the whole buffer it wrote into (4 KiB
+    and more, measured with tracemalloc), so 200,000 one-byte keys and values held about 1.6 GB."""
+    return memoryview(orjson.dumps(data)).tobytes()
+
+
 def _json(data: object) -> bytes | None:
-    return None if data is None else orjson.dumps(data)
+    return None if data is None else dumps_exact(data)
 
 
 def _string(data: object) -> bytes | None:
@@ -233,7 +239,7 @@ def parse_v2_produce(
             _check_schemas(request)
         plain = [(record.key, record.value, record.partition) for record in request.records]
     serialize = SERIALIZERS[fmt]
-    dumps = orjson.dumps
+    dumps = dumps_exact
     make = OutgoingRecord._make  # tuple.__new__: the hot loop builds up to 100 of these per request
     records = []
     for key_data, value_data, record_partition in plain:

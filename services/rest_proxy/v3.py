@@ -94,7 +94,13 @@ async def produce_record(cluster_id: str, topic: str, request: Request) -> Respo
     check_accept(request.headers.get("accept"), V3_ACCEPTABLE)
     if media_type(request.headers.get("content-type")) != JSON:
         raise RestError(Error.UNSUPPORTED_MEDIA_TYPE)
-    body = await read_body(request.receive, request.headers.get("content-length"))
+    with proxy.in_flight.hold() as held:
+        body = await read_body(request.receive, request.headers.get("content-length"), held)
+        held.take_records(1)
+        return await _produce_record(request, proxy, cluster_id, topic, body)
+
+
+async def _produce_record(request: Request, proxy, cluster_id: str, topic: str, body: bytes) -> Response:
     record, key_type, value_type = parse_v3_produce(body, proxy.settings.rest_proxy_max_record_bytes)
     await _require_cluster(request, cluster_id)
     partitions = await proxy.metadata.require_partitions(topic, missing=Error.UNKNOWN_TOPIC_OR_PARTITION)

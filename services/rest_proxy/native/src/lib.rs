@@ -17,6 +17,11 @@
 //! beyond 64 bits arrive as such floats), a negative zero, an object with a repeated key (orjson keeps the last
 //! value), and anything serde_json refuses (lone surrogates, nesting deeper than 128). A unit test compares both
 //! paths on the samples and on generated documents.
+//!
+//! The same pass counts the records (`scan_produce`, what the proxy calls): of any body, plain or not, so the proxy
+//! refuses one with too many records before anything is built per record, and it stops reading at the first record
+//! past the limit. Each value is written to one scratch buffer and copied out at its own length (a 1,024-byte
+//! buffer per record made 200,000 one-byte values cost 210 MB).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -32,8 +37,15 @@ use serde::Deserialize;
 struct Values {
     encoded: Vec<Vec<u8>>,
     records_seen: bool,
-    same: bool, // false: somewhere orjson could write different bytes
+    same: bool,  // false: somewhere orjson could write different bytes
+    plain: bool, // false: not a body of plain values; the records are still counted, their values skipped
+    count: usize,
+    max_records: usize,
+    too_many: bool,
     max_record_bytes: usize,
+    /// Each value is written here first, then copied out at its own length: a record costs its value's bytes
+    /// (and a `Vec` header), not a buffer sized for the largest value.
+    scratch: Vec<u8>,
 }
 
 fn refuse<E: de::Error>(why: &str) -> E {
@@ -68,7 +80,7 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 }
                 "key_schema" | "value_schema" | "key_schema_id" | "value_schema_id" => {
                     if fields.next_value::<Option<IgnoredAny>>()?.is_some() {
-                        return Err(refuse("a schema field"));
+                        self.0.plain = false; // a schema format: the general path; the records are still counted
                     }
                 }
                 _ => {
@@ -97,23 +109,54 @@ impl<'de> Visitor<'de> for RecordsSeed<'_> {
         formatter.write_str("a list of records")
     }
 
+    /// Counts the records, and stops at the first one beyond `max_records`, before anything is built for it.
     fn visit_seq<A: SeqAccess<'de>>(self, mut records: A) -> Result<(), A::Error> {
-        while records
-            .next_element_seed(RecordSeed(&mut *self.0))?
-            .is_some()
-        {}
-        Ok(())
+        loop {
+            let more = if self.0.count == self.0.max_records {
+                let extra = records.next_element::<IgnoredAny>()?.is_some();
+                if extra {
+                    self.0.too_many = true;
+                    return Err(refuse("too many records"));
+                }
+                false
+            } else if self.0.plain {
+                records
+                    .next_element_seed(RecordSeed(&mut *self.0))?
+                    .is_some()
+            } else {
+                records.next_element::<IgnoredAny>()?.is_some()
+            };
+            if !more {
+                return Ok(());
+            }
+            self.0.count += 1;
+        }
     }
 }
 
-/// A record that is an object with one field, `value`, not null; any other shape is an error.
+/// A record: plain when it is an object with one field, `value`, not null; any other shape clears `plain` and
+/// is skipped (the general path reads it), so that the records are still counted.
 struct RecordSeed<'v>(&'v mut Values);
 
 impl<'de> DeserializeSeed<'de> for RecordSeed<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
+        deserializer.deserialize_any(self)
+    }
+}
+
+fn skip_fields<'de, A: MapAccess<'de>>(fields: &mut A) -> Result<(), A::Error> {
+    while fields.next_key::<IgnoredAny>()?.is_some() {
+        fields.next_value::<IgnoredAny>()?;
+    }
+    Ok(())
+}
+
+impl RecordSeed<'_> {
+    fn not_plain<E>(self) -> Result<(), E> {
+        self.0.plain = false;
+        Ok(())
     }
 }
 
@@ -121,27 +164,64 @@ impl<'de> Visitor<'de> for RecordSeed<'_> {
     type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("an object with one field, value")
+        formatter.write_str("a record")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
         match fields.next_key::<Key>()? {
             Some(Key(name)) if name == "value" => {}
-            _ => return Err(refuse("not a value")),
+            Some(_) => {
+                fields.next_value::<IgnoredAny>()?;
+                skip_fields(&mut fields)?;
+                return self.not_plain();
+            }
+            None => return self.not_plain(),
         }
-        let mut out = Vec::with_capacity(1024);
+        let values = &mut *self.0;
+        values.scratch.clear();
         fields.next_value_seed(Compact {
-            out: &mut out,
-            same: &mut self.0.same,
+            out: &mut values.scratch,
+            same: &mut values.same,
         })?;
-        if out == b"null"
-            || out.len() > self.0.max_record_bytes
-            || fields.next_key::<Key>()?.is_some()
-        {
-            return Err(refuse("not a plain value"));
+        if fields.next_key::<IgnoredAny>()?.is_some() {
+            fields.next_value::<IgnoredAny>()?;
+            skip_fields(&mut fields)?;
+            return self.not_plain();
         }
-        self.0.encoded.push(out);
+        if values.scratch == b"null" || values.scratch.len() > values.max_record_bytes {
+            return self.not_plain();
+        }
+        values.encoded.push(values.scratch.as_slice().to_vec()); // exactly the value's length
         Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        while items.next_element::<IgnoredAny>()?.is_some() {}
+        self.not_plain()
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.not_plain()
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.not_plain()
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.not_plain()
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.not_plain()
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.not_plain()
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.not_plain()
     }
 }
 
@@ -312,18 +392,54 @@ impl<'de> Visitor<'de> for Compact<'_> {
     }
 }
 
-fn values(body: &[u8], max_record_bytes: usize) -> Option<Vec<Vec<u8>>> {
-    let text = std::str::from_utf8(body).ok()?;
+/// What `scan` learnt of a body.
+struct Scan {
+    /// The values, when the body is plain values (and they were wanted).
+    values: Option<Vec<Vec<u8>>>,
+    /// The records counted, `max_records + 1` when there were more; None when serde_json could not read the
+    /// body (not JSON, or JSON it refuses: the general path decides) or it has no `records` list.
+    count: Option<usize>,
+}
+
+fn scan(body: &[u8], max_record_bytes: usize, max_records: usize, want_values: bool) -> Scan {
+    let unread = Scan {
+        values: None,
+        count: None,
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return unread;
+    };
     let mut values = Values {
         encoded: Vec::new(),
         records_seen: false,
         same: true,
+        plain: want_values,
+        count: 0,
+        max_records,
+        too_many: false,
         max_record_bytes,
+        scratch: Vec::new(),
     };
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    BodySeed(&mut values).deserialize(&mut deserializer).ok()?;
-    deserializer.end().ok()?; // nothing but whitespace after the body
-    (values.records_seen && values.same && !values.encoded.is_empty()).then_some(values.encoded)
+    let read = BodySeed(&mut values).deserialize(&mut deserializer);
+    if values.too_many {
+        return Scan {
+            values: None,
+            count: Some(max_records + 1),
+        };
+    }
+    if read.is_err() || deserializer.end().is_err() || !values.records_seen {
+        return unread; // end(): nothing but whitespace may follow the body
+    }
+    let plain = values.plain && values.same && !values.encoded.is_empty();
+    Scan {
+        values: plain.then_some(values.encoded),
+        count: Some(values.count),
+    }
+}
+
+fn values(body: &[u8], max_record_bytes: usize) -> Option<Vec<Vec<u8>>> {
+    scan(body, max_record_bytes, usize::MAX - 1, true).values
 }
 
 /// `plain_values` as Python bytes, for the tests that compare it with the Python reference.
@@ -355,16 +471,36 @@ impl PlainValues {
     }
 }
 
-/// `plain_json_values` without the Python bytes: what the proxy's hot path uses.
+/// `plain_json_values` without the Python bytes.
 #[pyfunction]
 fn plain_values(body: &[u8], max_record_bytes: usize) -> Option<PlainValues> {
     values(body, max_record_bytes).map(|encoded| PlainValues { encoded })
+}
+
+/// What the proxy's produce path uses: `(plain values or None, record count or None)` in one pass over a v2
+/// produce body. The count stops at `max_records + 1`: a body with more records is not read further, so the
+/// proxy refuses it before building anything per record. `want_values` false (not the json format, or a
+/// partition in the path): only count.
+#[pyfunction]
+#[pyo3(signature = (body, max_record_bytes, max_records, want_values=true))]
+fn scan_produce(
+    body: &[u8],
+    max_record_bytes: usize,
+    max_records: usize,
+    want_values: bool,
+) -> (Option<PlainValues>, Option<usize>) {
+    let found = scan(body, max_record_bytes, max_records, want_values);
+    (
+        found.values.map(|encoded| PlainValues { encoded }),
+        found.count,
+    )
 }
 
 #[pymodule]
 fn rest_proxy_produce(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(plain_json_values, module)?)?;
     module.add_function(wrap_pyfunction!(plain_values, module)?)?;
+    module.add_function(wrap_pyfunction!(scan_produce, module)?)?;
     module.add_function(wrap_pyfunction!(producer::offsets_response, module)?)?;
     module.add_class::<PlainValues>()?;
     module.add_class::<producer::Producer>()
