@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     mysql_password: str = "pinterest"
     mysql_database: str = "pinterest_data"
     mysql_connect_timeout: int = Field(5, ge=1, le=60)
+    # The account the local MariaDB server runs as when the stack is started as root (it never runs as root).
+    mysql_server_user: str = "mysql"
 
     # Kafka (KRaft natively, MSK on AWS)
     kafka_bootstrap_servers: str = f"{LOCAL_HOST}:9092"

@@ -11,7 +11,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${STATE_DIR:-.state}
 PYTHON=${PYTHON:-python3.11}
-mkdir -p "$STATE"
+# The state folder holds secrets (Airflow's keys, the API key) and data: its owner's only (pipeline/private.py). A
+# traverse right given to MariaDB's account (group, g+x: services/mysql) is kept.
+mkdir -p -m 0700 "$STATE"
+chmod g-rw,o-rwx "$STATE"
+if [ "$(stat -c %g "$STATE")" = "$(id -g)" ]; then chmod g-x "$STATE"; fi
 
 log() { printf '[setup] %s\n' "$*"; }
 

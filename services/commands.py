@@ -8,6 +8,7 @@ import time
 import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
 
+from pipeline.private import private_dir
 from pipeline.processes import alive
 from pipeline.settings import Settings
 from services.contract import Service
@@ -41,6 +42,7 @@ def _waves(services: list[Service]) -> list[list[Service]]:
 
 def up(settings: Settings, configured: list[Service], services: list[Service]) -> None:
     """Start `services` (a subset of `configured`, in order) and wait until each is ready. Idempotent."""
+    private_dir(settings.state_dir)  # secrets, data and logs: the owner's only
     for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
     states = process_states(settings)

@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from pipeline.private import private_dir
 from pipeline.settings import Settings
 from services.contract import Service
 from services.docker_mode import HEALTH_INTERVAL, ready_marker
@@ -29,6 +30,7 @@ def run_foreground(settings: Settings, service: Service) -> int:
     While the service runs, this process repeats the readiness probe (a real request) every HEALTH_INTERVAL seconds
     and keeps `<run_dir>/<name>.ready` fresh while it passes: the container's healthcheck only looks at that file's
     age, so health costs no new interpreter per check. `<run_dir>/<name>.pid` holds the program's pid."""
+    private_dir(settings.state_dir)
     for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
     marker = ready_marker(settings, service.name)

@@ -3,6 +3,7 @@ state of the programs it runs. Nothing here knows the command line or which serv
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import xmlrpc.client
 from pathlib import Path
 
+from pipeline.private import write_private
 from pipeline.settings import Settings
 from services.contract import Service
 
@@ -32,7 +34,34 @@ def pid_path(settings: Settings) -> Path:
 
 def _quote(arg: str) -> str:
     # supervisor splits `command` with shlex; percent signs are config interpolation.
-    return shlex.quote(arg).replace("%", "%%")
+    return _no_inline_comment(shlex.quote(arg).replace("%", "%%"), arg)
+
+
+def _no_inline_comment(text: str, value: str) -> str:
+    # supervisord's ini parser ends a value at ` ;` or ` #` (inline comments), quoted or not.
+    if re.search(r"\s[;#]", text) or "\n" in text or "\r" in text:
+        raise SystemExit(f"supervisord's config cannot carry {value!r} (a line break, or ';'/'#' after a space)")
+    return text
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+QUOTES = "'\""
+
+
+def env_line(env: dict[str, str]) -> str:
+    """supervisord's `environment=KEY="val",KEY2="val2"`. Its parser (supervisor.datatypes.dict_of_key_value_pairs:
+    a non-POSIX shlex, then strip of quote characters at both ends) has no escapes: a value is quoted with the quote
+    character it does not contain; `%` is doubled (the line goes through Python %-interpolation). What the syntax
+    cannot carry (both quote characters, a quote at either end, a line break) is refused, not silently changed."""
+    items = []
+    for key, value in env.items():
+        if not ENV_NAME.match(key):
+            raise SystemExit(f"not an environment variable name: {key!r}")
+        quote = '"' if '"' not in value else "'"
+        if quote in value or (value and (value[0] in QUOTES or value[-1] in QUOTES)):
+            raise SystemExit(f"supervisord's environment syntax cannot carry {key}={value!r}")
+        items.append(f"{key}={quote}{value.replace('%', '%%')}{quote}")
+    return _no_inline_comment(",".join(items), str(env))
 
 
 def write_supervisor_config(settings: Settings, services: list[Service]) -> Path:
@@ -60,7 +89,6 @@ def write_supervisor_config(settings: Settings, services: list[Service]) -> Path
     base_env = {"PYTHONUNBUFFERED": "1"}
     for service in services:
         env = {**base_env, **service.env}
-        env_line = ",".join(f'{key}="{value.replace("%", "%%")}"' for key, value in env.items())
         lines += [
             f"[program:{service.name}]",
             "command=" + " ".join(_quote(arg) for arg in service.command),
@@ -77,12 +105,11 @@ def write_supervisor_config(settings: Settings, services: list[Service]) -> Path
             f"stdout_logfile={log_file(settings, service.name)}",
             "stdout_logfile_maxbytes=20MB",
             "stdout_logfile_backups=2",
-            f"environment={env_line}",
+            f"environment={env_line(env)}",
             "",
         ]
-    path = conf_path(settings)
-    path.write_text("\n".join(lines))
-    return path
+    # 0600 and written atomically: a reader never sees half a config (and services' settings stay private).
+    return write_private(conf_path(settings), "\n".join(lines))
 
 
 def rpc(settings: Settings):

@@ -132,7 +132,7 @@ def build_spark(
     """A SparkSession for `app_name`. Master: the argument, else spark-submit's `--master` when launched by
     spark-submit, else settings' `SPARK_MASTER`, else local[*]."""
     settings = settings or get_settings()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)  # what the driver and its UI bind
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # the JVM exists, configured by spark-submit
     if master is None and not launched_by_spark_submit:
         master = settings.spark_master or DEFAULT_MASTER

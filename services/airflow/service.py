@@ -18,12 +18,14 @@ import base64
 import json
 import os
 import secrets
+import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from pipeline.private import create_private_once, private_dir, write_private
 from pipeline.settings import REPO_ROOT, Settings
 from services.contract import NotReady, Service
 
@@ -43,14 +45,18 @@ def api_url(settings: Settings) -> str:
     return f"http://{settings.bind_host}:{settings.airflow_port}"
 
 
-def _secret(settings: Settings, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
-    """A secret generated once and kept in the state folder, so every process and restart agrees on it."""
-    path = home(settings) / "secrets" / name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(make())
-    return path.read_text().strip()
+def secret_file(settings: Settings, name: str) -> Path:
+    return home(settings) / "secrets" / name
+
+
+def _secret_command(settings: Settings, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> str:
+    """A secret generated once into a 0600 file of the state folder (so every process and restart agrees on it),
+    handed to Airflow as the command that prints it (the `_CMD` form of a sensitive option): the value itself is in
+    no environment variable, so not in supervisord's config either."""
+    path = secret_file(settings, name)
+    private_dir(path.parent)
+    create_private_once(path, make)
+    return shlex.join(["cat", str(path)])
 
 
 def _fernet_key() -> str:
@@ -63,15 +69,13 @@ def admin_password(settings: Settings) -> str:
     if password:
         return password
     path = settings.airflow_password_file
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(secrets.token_urlsafe(16) + "\n")
+    password = create_private_once(path, lambda: secrets.token_urlsafe(16))
     print(
         f"generated an Airflow password for user {settings.airflow_admin_user!r} in {path} "
         "(set AIRFLOW_ADMIN_PASSWORD in .env to choose your own)",
         flush=True,
     )
-    return path.read_text().strip()
+    return password
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
@@ -85,7 +89,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # LocalExecutor forks this many workers up front (~145 MB RSS each); the batch job is one Spark driver.
         "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__CORE__FERNET_KEY": _secret(settings, "fernet_key", _fernet_key),
+        "AIRFLOW__CORE__FERNET_KEY_CMD": _secret_command(settings, "fernet_key", _fernet_key),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url(settings)}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{settings.airflow_admin_user}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
@@ -93,8 +97,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API__HOST": settings.bind_host,
         "AIRFLOW__API__PORT": str(settings.airflow_port),
         "AIRFLOW__API__BASE_URL": api_url(settings),
-        "AIRFLOW__API__SECRET_KEY": _secret(settings, "api_secret_key"),
-        "AIRFLOW__API_AUTH__JWT_SECRET": _secret(settings, "jwt_secret"),
+        "AIRFLOW__API__SECRET_KEY_CMD": _secret_command(settings, "api_secret_key"),
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD": _secret_command(settings, "jwt_secret"),
         # New DAG files are noticed within seconds, not the default five minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
@@ -128,10 +132,9 @@ def migrate_db(settings: Settings) -> None:
 def prepare(settings: Settings) -> None:
     """Before the services start: the DB, and the login file SimpleAuthManager reads on every login."""
     migrate_db(settings)
-    home(settings).mkdir(parents=True, exist_ok=True)
-    passwords = home(settings) / "passwords.json"
-    passwords.touch(mode=0o600)
-    passwords.write_text(json.dumps({settings.airflow_admin_user: admin_password(settings)}) + "\n")
+    private_dir(home(settings))
+    login = {settings.airflow_admin_user: admin_password(settings)}
+    write_private(home(settings) / "passwords.json", json.dumps(login))
 
 
 def access_token(settings: Settings) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterable, Iterator
@@ -33,6 +32,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
+from pipeline.private import write_private
 from pipeline.settings import Settings, is_local_url
 
 STREAM_WAIT = {"Delay": 1, "MaxAttempts": 300}
@@ -433,9 +433,7 @@ def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
             raise
     where = "API_KEY"
     if not settings.api_key:
-        settings.api_key_file.parent.mkdir(parents=True, exist_ok=True)
-        settings.api_key_file.write_text(value + "\n")
-        os.chmod(settings.api_key_file, 0o600)
+        write_private(settings.api_key_file, value + "\n")  # 0600 from its creation, replaced atomically
         where = str(settings.api_key_file)
     return [f"methods require x-api-key: key {name} ({key['id']}) in usage plan {plan_name}; value in {where}"]
 

@@ -46,7 +46,7 @@ def service(settings: Settings) -> Service:
             f"({', '.join(settings.delta_tables)}); status {settings.stream_status_file}"
         ),
         depends_on=("s3", "kinesis"),
-        env={"PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"},
+        env={"PYTHONPATH": str(REPO_ROOT), "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": settings.bind_host},
         directory=REPO_ROOT,
         # A first start on a busy laptop: JVM, Delta tables, three queries, each with a Python worker.
         ready_timeout=600,

@@ -20,6 +20,10 @@ Requests to the store get an `X-Amz-Date` header when they have none: API Gatewa
 
 Why the gateway patches: each removes work LocalStack repeated on every request, found by profiling it
 (docs/design/gateway.md): JSONPath compiled, schemas checked and templates parsed once, pooled connections.
+
+Why the listen patch: LocalStack's twisted server (GATEWAY_SERVER=twisted) gives an IPv4 endpoint no interface (a
+TODO in localstack/runtime/server/twisted.py), so `GATEWAY_LISTEN=127.0.0.1:4566` listened on 0.0.0.0:4566, every
+interface of the machine: the endpoint now gets the host GATEWAY_LISTEN names for its port.
 """
 
 from __future__ import annotations
@@ -238,8 +242,30 @@ class _ParsedOnce:
         return getattr(self._module, name)
 
 
+def _listen_on_the_gateway_host() -> None:
+    hosts: dict[int, str] = {}
+    for address in os.environ.get("GATEWAY_LISTEN", "").split(","):
+        host, _, port = address.strip().rpartition(":")
+        if host and not host.startswith("[") and port.isdigit():  # IPv6 endpoints already get their interface
+            hosts.setdefault(int(port), host)
+    try:
+        from twisted.internet import endpoints  # does not install a reactor
+    except ImportError:
+        return
+    original = endpoints.TCP4ServerEndpoint.__init__
+    if not hosts or getattr(original, "hosts", None):
+        return
+
+    def __init__(self, reactor, port, backlog=50, interface=""):
+        original(self, reactor, port, backlog, interface or hosts.get(port, ""))
+
+    __init__.hosts = hosts
+    endpoints.TCP4ServerEndpoint.__init__ = __init__
+
+
 _backend = os.environ.get("KINESIS_BACKEND_URL", "").strip()
 if _backend:
+    _listen_on_the_gateway_host()
     _forward_kinesis_to_backend(_backend)
     _cache_jsonpath_expressions()
     _compile_templates_and_schemas_once()

@@ -4,6 +4,9 @@ and the three processes the runner supervises. No Airflow process is started her
 from __future__ import annotations
 
 import json
+import shlex
+import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,12 +31,42 @@ def test_env_points_every_process_at_the_same_state_and_dags(settings: Settings,
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
 
 
+SECRET_OPTIONS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY")
+
+
+def secret_value(env: dict[str, str], name: str) -> str:
+    """What Airflow reads for a sensitive option given as `<name>_CMD`: the command's output."""
+    return subprocess.run(shlex.split(env[f"{name}_CMD"]), capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_secrets_are_generated_once_and_shared(settings: Settings) -> None:
     first, second = airflow.airflow_env(settings), airflow.airflow_env(settings)
-    for name in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
-        assert len(first[name]) >= 32
-        assert first[name] == second[name]
-    assert first["AIRFLOW__API_AUTH__JWT_SECRET"] != first["AIRFLOW__API__SECRET_KEY"]
+    for name in SECRET_OPTIONS:
+        assert len(secret_value(first, name)) >= 32
+        assert secret_value(first, name) == secret_value(second, name)
+    assert secret_value(first, "AIRFLOW__API_AUTH__JWT_SECRET") != secret_value(first, "AIRFLOW__API__SECRET_KEY")
+
+
+def test_secrets_are_in_private_files_not_in_the_environment(settings: Settings) -> None:
+    env = airflow.airflow_env(settings)
+    secrets_dir = airflow.secret_file(settings, "jwt_secret").parent
+    assert stat.S_IMODE(secrets_dir.stat().st_mode) == 0o700
+    values = []
+    for path in secrets_dir.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        values.append(path.read_text().strip())
+    assert len(values) == 3
+    for name in SECRET_OPTIONS:
+        assert name not in env
+    assert not any(value in " ".join(env.values()) for value in values)
+
+
+def test_a_secret_emptied_by_a_crash_is_not_used(settings: Settings) -> None:
+    """An older writer could leave an empty file (touch, then crash before the write): never an empty secret."""
+    path = airflow.secret_file(settings, "jwt_secret")
+    path.parent.mkdir(parents=True)
+    path.touch(mode=0o600)
+    assert len(secret_value(airflow.airflow_env(settings), "AIRFLOW__API_AUTH__JWT_SECRET")) >= 32
 
 
 def test_password_from_settings_wins(tmp_path: Path) -> None:

@@ -85,3 +85,30 @@ def test_the_patches_keep_localstacks_behaviour():
     kinesis, other = out["seen"]
     assert kinesis["path"].startswith("/") and kinesis["body"] == '{"k": 1}' and kinesis["date"], "sent to the store"
     assert other == {"path": "/proxy", "date": None, "body": "x"}, "other integrations keep their URL"
+
+
+LISTEN_SCRIPT = r"""
+from rolo.gateway import Gateway
+from localstack import config
+from localstack.runtime.server.twisted import TwistedRuntimeServer
+TwistedRuntimeServer().register(Gateway(), config.GATEWAY_LISTEN)
+port = config.GATEWAY_LISTEN[0].port
+listening = [line.split()[1] for line in open("/proc/net/tcp").read().splitlines()[1:] if line.split()[3] == "0A"]
+print([address for address in listening if int(address.split(":")[1], 16) == port])
+"""
+
+
+def test_the_gateway_listens_on_the_configured_host_only():
+    """LocalStack's twisted server bound GATEWAY_LISTEN's port on every interface (0.0.0.0)."""
+    port = free_port()
+    python = venv_python(load_settings(_env_file=None))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SITE_DIR),
+        "KINESIS_BACKEND_URL": "http://127.0.0.1:9",
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+    }
+    result = subprocess.run([str(python), "-c", LISTEN_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # /proc/net/tcp: the address as little-endian hex; 0100007F is 127.0.0.1, 00000000 would be 0.0.0.0
+    assert result.stdout.strip().splitlines()[-1] == f"['0100007F:{port:04X}']"

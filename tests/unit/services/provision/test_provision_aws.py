@@ -325,3 +325,16 @@ def test_a_precreated_role_without_iam_write_permission_is_used_as_is(aws_env, m
     assert any(line.startswith(f"using existing execution role {arn}") for line in lines)
     routes = methods_by_route(our_api(settings)["id"])
     assert routes["/streams", "GET"]["methodIntegration"]["credentials"] == arn
+
+
+def test_the_api_key_file_is_created_private_not_chmodded_after(aws_env, monkeypatch):
+    """The key is never readable by others, not even between a write and a chmod: with the chmods of the process
+    turned off and a permissive umask, the file is still 0600."""
+    settings = aws_settings(aws_env, api_key_required=True)
+    monkeypatch.setattr(os, "chmod", lambda *args, **kwargs: None)
+    previous = os.umask(0o022)
+    try:
+        provision(settings)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(settings.api_key_file.stat().st_mode) == 0o600
