@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_partitions: int = Field(3, ge=1, le=1000)
     kafka_auth: Literal["plaintext", "iam"] = "plaintext"
+    # The local broker's retention (broker defaults for every topic; MSK keeps its cluster configuration): a
+    # partition's log is trimmed by age and by size, whichever comes first, one whole segment at a time, so a
+    # segment must be well below the size cap. -1 means no size cap.
+    kafka_retention_hours: int = Field(168, ge=1)
+    kafka_retention_bytes: int = Field(1024**3, ge=-1)
+    kafka_segment_bytes: int = Field(128 * 1024**2, ge=1024**2, le=1024**3)
     rest_proxy_url: str = f"http://{LOCAL_HOST}:{REST_PROXY_PORT}"
     # REST proxy producer: largest record accepted (bigger ones get 413), batching delay, delivery deadline.
     rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
@@ -143,6 +149,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_segment_fits_the_size_cap(self) -> Settings:
+        # The active segment is never deleted: a cap below one segment would keep up to two segments per partition.
+        if 0 <= self.kafka_retention_bytes < self.kafka_segment_bytes:
+            raise ValueError(
+                f"KAFKA_RETENTION_BYTES={self.kafka_retention_bytes} is below KAFKA_SEGMENT_BYTES="
+                f"{self.kafka_segment_bytes}: Kafka deletes whole segments, so lower the segment size too"
+            )
+        return self
 
     @model_validator(mode="after")
     def _aws_target_has_no_local_endpoint(self) -> Settings:
