@@ -82,8 +82,10 @@ class Settings(BaseSettings):
     rest_proxy_linger_ms: int = Field(2, ge=0, le=1000)
     rest_proxy_delivery_timeout_ms: int = Field(30_000, ge=1000, le=600_000)
     connect_url: str = f"http://{LOCAL_HOST}:{CONNECT_PORT}"
-    # S3 sink rotation: an object is written at this many records, or when its first record is this old.
+    # S3 sink rotation: an object is written at this many records or bytes, or when its first record is this old.
+    # The byte bound keeps each partition's buffer in the Connect worker's heap bounded whatever the record size.
     s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
+    s3_sink_flush_bytes: int = Field(16 * 1024**2, ge=1024, le=1024**3)
     s3_sink_rotate_interval_ms: int = Field(3000, ge=100, le=3_600_000)
 
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".

@@ -56,13 +56,18 @@ def test_worker_uses_raw_bytes_single_replica_topics_and_our_plugin_path():
 
 
 def test_connector_config_targets_the_users_topics_and_bucket():
-    s = load_settings(pipeline_user_id="0a1b2c3d4e5f", s3_sink_flush_size=500, s3_sink_rotate_interval_ms=2000)
+    s = load_settings(
+        pipeline_user_id="0a1b2c3d4e5f",
+        s3_sink_flush_size=500,
+        s3_sink_flush_bytes=4_000_000,
+        s3_sink_rotate_interval_ms=2000,
+    )
     config = connector_config(s)
     assert config["topics"] == "0a1b2c3d4e5f.pin,0a1b2c3d4e5f.geo,0a1b2c3d4e5f.user"
     assert config["s3.bucket.name"] == "user-0a1b2c3d4e5f-bucket"
     assert config["store.url"] == s.s3_endpoint_url
     assert config["s3.path.style.access.enabled"] == "true"
-    assert (config["flush.size"], config["rotate.interval.ms"]) == ("500", "2000")
+    assert (config["flush.size"], config["flush.bytes"], config["rotate.interval.ms"]) == ("500", "4000000", "2000")
     assert config["aws.access.key.id"] == "test"
 
 
