@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     api_stage: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,128}$")
     # Shards per Kinesis stream; 0 means on-demand capacity mode.
     kinesis_shards: int = Field(2, ge=0, le=500)
+    # The streaming job's Kinesis source: record data per shard in one micro-batch, which also bounds what its
+    # driver buffers ahead (about two batches and one GetRecords answer per shard).
+    stream_max_bytes_per_shard_per_batch: int = Field(8 * 1024**2, ge=1024**2, le=1024**3)
 
     airflow_port: int = Field(8080, ge=1, le=65535)
     # Airflow login (SimpleAuthManager). No published default password: set AIRFLOW_ADMIN_PASSWORD in .env, or the
