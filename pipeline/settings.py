@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     databricks_conn_id: str = "databricks_default"
     databricks_cluster_id: str | None = None
     databricks_notebook_path: str | None = None
+    # Growth bounds kept by the maintenance DAG (local target; on AWS: see docs/design/s3-and-localstack.md).
+    # VACUUM of the streaming job's Delta tables keeps files any version this recent references (Delta's default).
+    delta_vacuum_retain_hours: int = Field(168, ge=1)
+    # The sink's objects under topics/ are deleted this many days after they were written (the newest object of each
+    # partition is kept: the sink resumes from it). The batch job's results cover what is kept. 0 keeps everything.
+    s3_topics_retention_days: int = Field(90, ge=0)
+    # Airflow's task and DAG-processor logs are deleted this many days after their last write.
+    airflow_log_retention_days: int = Field(30, ge=1)
     spark_ui_port: int = Field(4040, ge=1, le=65535)
     # The Spark cluster: empty runs jobs in local[*] (native mode's default); Docker mode sets the standalone master
     # spark://127.0.0.1:<spark_master_port> that its spark-master and spark-worker containers run.
@@ -162,6 +170,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"KAFKA_RETENTION_BYTES={self.kafka_retention_bytes} is below KAFKA_SEGMENT_BYTES="
                 f"{self.kafka_segment_bytes}: Kafka deletes whole segments, so lower the segment size too"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sink_objects_outlive_kafka_retention(self) -> Settings:
+        # Objects pruned while Kafka still has their records would be reported missing by the audit.
+        if self.s3_topics_retention_days and self.s3_topics_retention_days * 24 < self.kafka_retention_hours:
+            raise ValueError(
+                f"S3_TOPICS_RETENTION_DAYS={self.s3_topics_retention_days} is shorter than KAFKA_RETENTION_HOURS="
+                f"{self.kafka_retention_hours}: keep the sink's objects at least as long as Kafka keeps the records"
             )
         return self
 
@@ -216,6 +234,10 @@ class Settings(BaseSettings):
     @property
     def dag_id(self) -> str:
         return f"{self.pipeline_user_id}_dag"
+
+    @property
+    def maintenance_dag_id(self) -> str:
+        return f"{self.pipeline_user_id}_maintenance_dag"
 
     @property
     def connector_name(self) -> str:
@@ -322,6 +344,11 @@ class Settings(BaseSettings):
     @property
     def invoke_url_file(self) -> Path:
         return self.state_dir / "api_invoke_url"
+
+    @property
+    def airflow_log_dir(self) -> Path:
+        """Airflow's `base_log_folder` (task and DAG-processor logs), which the maintenance DAG prunes."""
+        return self.state_dir / "airflow" / "logs"
 
     @property
     def airflow_password_file(self) -> Path:
