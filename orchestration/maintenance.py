@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from pipeline import layout
 from pipeline.settings import Settings, get_settings
 
@@ -83,17 +85,23 @@ def prune_sink_objects(settings: Settings, now: datetime, dry_run: bool = False,
         client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
     newest: dict[tuple[str, int], tuple[int, str]] = {}
     old: list[dict] = []
-    for topic in settings.topics:
-        for item in _objects(client, settings.bucket, layout.topic_prefix(topic)):
-            result.scanned += 1
-            parsed = layout.parse_object_key(item["Key"])
-            if parsed is None:
-                continue  # not a sink object (never ours to delete)
-            name, partition, start = parsed
-            if start > newest.get((name, partition), (-1, ""))[0]:
-                newest[(name, partition)] = (start, item["Key"])
-            if item["LastModified"] < older_than:
-                old.append(item)
+    try:
+        for topic in settings.topics:
+            for item in _objects(client, settings.bucket, layout.topic_prefix(topic)):
+                result.scanned += 1
+                parsed = layout.parse_object_key(item["Key"])
+                if parsed is None:
+                    continue  # not a sink object (never ours to delete)
+                name, partition, start = parsed
+                if start > newest.get((name, partition), (-1, ""))[0]:
+                    newest[(name, partition)] = (start, item["Key"])
+                if item["LastModified"] < older_than:
+                    old.append({"Key": item["Key"], "Size": item.get("Size", 0)})
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
+        result.what += " (no such bucket yet: `make provision` creates it)"
+        return result
     keep = {key for _, key in newest.values()}
     expired = [item for item in old if item["Key"] not in keep]
     result.kept = len(old) - len(expired)

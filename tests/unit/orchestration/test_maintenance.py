@@ -50,6 +50,12 @@ def test_old_sink_objects_go_except_each_partitions_newest_and_a_second_run_find
     assert maintenance.prune_sink_objects(settings, later, client=s3).deleted == 0  # idempotent
 
 
+def test_a_bucket_not_provisioned_yet_is_nothing_to_prune(settings, s3):
+    elsewhere = settings.model_copy(update={"pipeline_user_id": "7e57c0de0002"})
+    result = maintenance.prune_sink_objects(elsewhere, datetime.now(UTC), dry_run=True, client=s3)
+    assert result.scanned == 0 and "no such bucket yet" in result.summary(dry_run=True)
+
+
 def test_retention_zero_keeps_every_sink_object(settings, s3):
     put_sink_objects(s3, settings)
     keep_all = settings.model_copy(update={"s3_topics_retention_days": 0})
