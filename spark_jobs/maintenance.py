@@ -39,6 +39,7 @@ from spark_jobs.session import build_spark, require_jars
 
 DELTA_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 DELTA_DEFAULT_RETAIN_HOURS = 168
+UNKNOWN_BUCKET = "org.apache.hadoop.fs.s3a.UnknownStoreException"
 
 
 @dataclass
@@ -97,13 +98,25 @@ def allow_retention(spark: SparkSession, retain_hours: int) -> None:
         spark.conf.set(DELTA_RETENTION_CHECK, "false")
 
 
-def run(spark: SparkSession, paths: list[str], retain_hours: int, dry_run: bool) -> list[TableMaintenance]:
+def is_delta_table(spark: SparkSession, path: str) -> bool:
+    """Whether `path` holds a Delta table; False too when its bucket does not exist yet (S3A's
+    UnknownStoreException: a user id that provisioning has not set up)."""
     from delta.tables import DeltaTable
+    from py4j.protocol import Py4JJavaError
 
+    try:
+        return DeltaTable.isDeltaTable(spark, path)
+    except Py4JJavaError as error:
+        if error.java_exception.getClass().getName() == UNKNOWN_BUCKET:
+            return False
+        raise
+
+
+def run(spark: SparkSession, paths: list[str], retain_hours: int, dry_run: bool) -> list[TableMaintenance]:
     allow_retention(spark, retain_hours)
     done = []
     for path in paths:
-        if not DeltaTable.isDeltaTable(spark, path):
+        if not is_delta_table(spark, path):
             print(f"maintenance: {path}: no Delta table yet, skipped", flush=True)
             continue
         result = maintain_table(spark, path, retain_hours, dry_run)
