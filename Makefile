@@ -39,7 +39,7 @@ EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
 	$(if $(NO_ADAPT),--no-adapt)
 
-.PHONY: drill stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test \
+.PHONY: drill stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test maintain \
 	test test-unit test-integration test-docker lint format bench
 
 help: ## list the commands
@@ -101,6 +101,10 @@ stream-stop: ## stop the streaming job cleanly (the next start continues exactly
 
 dag-test: ## run today's DAG once (airflow dags test) against the running stack
 	@$(RUN) -m services.airflow dag-test
+
+maintain: ## what the daily maintenance DAG does: prune old sink objects and Airflow logs, OPTIMIZE + VACUUM the Delta tables (ARGS=--dry-run)
+	@$(RUN) -m orchestration.maintenance $(ARGS)
+	@$(RUN) -m spark_jobs.maintenance $(ARGS)
 
 test: setup ## unit tests, then the stack and the integration tests
 	@$(MAKE) --no-print-directory test-unit

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 BATCH_JOB_FILE = REPO_ROOT / "spark_jobs" / "batch.py"
 BATCH_JOB_TIMEOUT = timedelta(hours=2)
+# The streaming tables' OPTIMIZE and VACUUM, run by the maintenance DAG (airflow/dags/maintenance_dag.py).
+DELTA_MAINTENANCE_FILE = REPO_ROOT / "spark_jobs" / "maintenance.py"
+DELTA_MAINTENANCE_TIMEOUT = timedelta(hours=1)
 
 
 class MissingResultsError(RuntimeError):
@@ -39,6 +42,21 @@ def default_args(settings: Settings) -> dict[str, Any]:
         "owner": "pipeline",
         "retries": settings.airflow_retries,
         "retry_delay": timedelta(seconds=settings.airflow_retry_delay_seconds),
+    }
+
+
+def daily_dag_kwargs(settings: Settings, dag_id: str, description: str, kind: str) -> dict[str, Any]:
+    """What both DAGs share: daily, no catch-up, one run at a time, retries from settings, tagged with their kind
+    and target."""
+    return {
+        "dag_id": dag_id,
+        "description": description,
+        "schedule": "@daily",
+        "start_date": datetime(2026, 1, 1),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": default_args(settings),
+        "tags": ["pinterest", kind, settings.pipeline_target],
     }
 
 
@@ -103,8 +121,8 @@ def spark_submit_args(settings: Settings, env: Mapping[str, str]) -> list[str]:
     return shlex.split(result.stdout)
 
 
-def spark_submit_command(settings: Settings, submit_args: list[str]) -> list[str]:
-    return [str(spark_submit_path(settings)), *submit_args, str(BATCH_JOB_FILE)]
+def spark_submit_command(settings: Settings, submit_args: list[str], job: Path = BATCH_JOB_FILE) -> list[str]:
+    return [str(spark_submit_path(settings)), *submit_args, str(job)]
 
 
 def spark_submit_env(settings: Settings, base: Mapping[str, str]) -> dict[str, str]:
@@ -134,14 +152,24 @@ def run_command(command: list[str], env: Mapping[str, str], cwd: Path = REPO_ROO
         raise RuntimeError(f"{Path(command[0]).name} exited with code {process.returncode}; see the output above")
 
 
-def run_local_batch_job() -> None:
-    """Local target: spark-submit the batch job with the project venv (its defaults read the bucket from settings)."""
+def run_local_spark_job(job: Path) -> None:
+    """Local target: spark-submit `job` with the project venv (its defaults come from settings)."""
     settings = get_settings()
     submit = spark_submit_path(settings)
     if not submit.exists():
         raise FileNotFoundError(f"{submit} not found: run `make setup` (or set SPARK_SUBMIT in .env)")
     env = spark_submit_env(settings, os.environ)
-    run_command(spark_submit_command(settings, spark_submit_args(settings, env)), env)
+    run_command(spark_submit_command(settings, spark_submit_args(settings, env), job), env)
+
+
+def run_local_batch_job() -> None:
+    """Local target: the batch job (its defaults read the bucket from settings)."""
+    run_local_spark_job(BATCH_JOB_FILE)
+
+
+def run_local_delta_maintenance() -> None:
+    """Local target: OPTIMIZE and VACUUM the streaming job's Delta tables (spark_jobs/maintenance.py)."""
+    run_local_spark_job(DELTA_MAINTENANCE_FILE)
 
 
 # --- run the batch job on Databricks -------------------------------------------------------------------------

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     kafka_controller_port: int = Field(9093, ge=1, le=65535)
     kafka_partitions: int = Field(3, ge=1, le=1000)
     kafka_auth: Literal["plaintext", "iam"] = "plaintext"
+    # The local broker's retention (broker defaults for every topic; MSK keeps its cluster configuration): a
+    # partition's log is trimmed by age and by size, whichever comes first, one whole segment at a time, so a
+    # segment must be well below the size cap. -1 means no size cap.
+    kafka_retention_hours: int = Field(168, ge=1)
+    kafka_retention_bytes: int = Field(1024**3, ge=-1)
+    kafka_segment_bytes: int = Field(128 * 1024**2, ge=1024**2, le=1024**3)
     rest_proxy_url: str = f"http://{LOCAL_HOST}:{REST_PROXY_PORT}"
     # REST proxy producer: largest record accepted (bigger ones get 413), batching delay, delivery deadline.
     rest_proxy_max_record_bytes: int = Field(1_000_000, ge=1024, le=16_000_000)
@@ -94,8 +100,10 @@ class Settings(BaseSettings):
     # REST_PROXY_URL, the bind host, loopback names and the compose service name (`rest_proxy_allowed_host_names`).
     rest_proxy_allowed_hosts: list[str] = []
     connect_url: str = f"http://{LOCAL_HOST}:{CONNECT_PORT}"
-    # S3 sink rotation: an object is written at this many records, or when its first record is this old.
+    # S3 sink rotation: an object is written at this many records or bytes, or when its first record is this old.
+    # The byte bound keeps each partition's buffer in the Connect worker's heap bounded whatever the record size.
     s3_sink_flush_size: int = Field(5000, ge=1, le=1_000_000)
+    s3_sink_flush_bytes: int = Field(16 * 1024**2, ge=1024, le=1024**3)
     s3_sink_rotate_interval_ms: int = Field(3000, ge=100, le=3_600_000)
 
     # AWS (LocalStack natively). None means "let boto3 resolve the real AWS endpoint".
@@ -123,6 +131,9 @@ class Settings(BaseSettings):
     emulator_timeout_s: float = Field(35.0, gt=0, le=600)
     # Shards per Kinesis stream; 0 means on-demand capacity mode.
     kinesis_shards: int = Field(2, ge=0, le=500)
+    # The streaming job's Kinesis source: record data per shard in one micro-batch, which also bounds what its
+    # driver buffers ahead (about two batches and one GetRecords answer per shard).
+    stream_max_bytes_per_shard_per_batch: int = Field(8 * 1024**2, ge=1024**2, le=1024**3)
 
     airflow_port: int = Field(8080, ge=1, le=65535)
     # Airflow login (SimpleAuthManager). No published default password: set AIRFLOW_ADMIN_PASSWORD in .env, or the
@@ -139,6 +150,14 @@ class Settings(BaseSettings):
     databricks_conn_id: str = "databricks_default"
     databricks_cluster_id: str | None = None
     databricks_notebook_path: str | None = None
+    # Growth bounds kept by the maintenance DAG (local target; on AWS: see docs/design/s3-and-localstack.md).
+    # VACUUM of the streaming job's Delta tables keeps files any version this recent references (Delta's default).
+    delta_vacuum_retain_hours: int = Field(168, ge=1)
+    # The sink's objects under topics/ are deleted this many days after they were written (the newest object of each
+    # partition is kept: the sink resumes from it). The batch job's results cover what is kept. 0 keeps everything.
+    s3_topics_retention_days: int = Field(90, ge=0)
+    # Airflow's task and DAG-processor logs are deleted this many days after their last write.
+    airflow_log_retention_days: int = Field(30, ge=1)
     spark_ui_port: int = Field(4040, ge=1, le=65535)
     # The Spark cluster: empty runs jobs in local[*] (native mode's default); Docker mode sets the standalone master
     # spark://127.0.0.1:<spark_master_port> that its spark-master and spark-worker containers run.
@@ -179,6 +198,26 @@ class Settings(BaseSettings):
                 f"deadlines out of order: REST_PROXY_DELIVERY_TIMEOUT_MS={delivery} + {DEADLINE_MARGIN_MS} must be "
                 f"<= GATEWAY_TIMEOUT_MS={gateway} <= EMULATOR_TIMEOUT_S*1000={client:.0f} - {DEADLINE_MARGIN_MS}, so "
                 "every answer is definitive before its caller gives up (else a retry can write a record twice)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_segment_fits_the_size_cap(self) -> Settings:
+        # The active segment is never deleted: a cap below one segment would keep up to two segments per partition.
+        if 0 <= self.kafka_retention_bytes < self.kafka_segment_bytes:
+            raise ValueError(
+                f"KAFKA_RETENTION_BYTES={self.kafka_retention_bytes} is below KAFKA_SEGMENT_BYTES="
+                f"{self.kafka_segment_bytes}: Kafka deletes whole segments, so lower the segment size too"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sink_objects_outlive_kafka_retention(self) -> Settings:
+        # Objects pruned while Kafka still has their records would be reported missing by the audit.
+        if self.s3_topics_retention_days and self.s3_topics_retention_days * 24 < self.kafka_retention_hours:
+            raise ValueError(
+                f"S3_TOPICS_RETENTION_DAYS={self.s3_topics_retention_days} is shorter than KAFKA_RETENTION_HOURS="
+                f"{self.kafka_retention_hours}: keep the sink's objects at least as long as Kafka keeps the records"
             )
         return self
 
@@ -233,6 +272,10 @@ class Settings(BaseSettings):
     @property
     def dag_id(self) -> str:
         return f"{self.pipeline_user_id}_dag"
+
+    @property
+    def maintenance_dag_id(self) -> str:
+        return f"{self.pipeline_user_id}_maintenance_dag"
 
     @property
     def connector_name(self) -> str:
@@ -350,6 +393,11 @@ class Settings(BaseSettings):
     @property
     def invoke_url_file(self) -> Path:
         return self.state_dir / "api_invoke_url"
+
+    @property
+    def airflow_log_dir(self) -> Path:
+        """Airflow's `base_log_folder` (task and DAG-processor logs), which the maintenance DAG prunes."""
+        return self.state_dir / "airflow" / "logs"
 
     @property
     def airflow_password_file(self) -> Path:

@@ -123,6 +123,8 @@ def status(settings: Settings, services: list[Service]) -> int:
         if state == "RUNNING":
             try:
                 service.ready(settings)
+                if service.health:
+                    service.health(settings)
                 health = "ready"
             except Exception as error:  # reported as NOT READY
                 health = f"NOT READY ({error})"

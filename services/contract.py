@@ -35,3 +35,7 @@ class Service:
     on_demand: bool = False
     # supervisor's stopsignal; the streaming job uses INT, which its Spark JVM ignores, so the driver stops cleanly.
     stop_signal: str = "TERM"
+    # What a ready service can fall into while it runs and that `status` must show, but that `up` must not wait
+    # for, because restarting the process does not cure it and what does runs after `up` (Connect: a FAILED
+    # connector task, which provisioning restarts). Raises NotReady like `ready`.
+    health: Callable[[Settings], None] | None = None

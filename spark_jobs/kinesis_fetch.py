@@ -46,6 +46,9 @@ MAX_BACKOFF_SECONDS = 5.0
 UNREACHABLE_ERRORS = (EndpointConnectionError, ConnectionClosedError, ConnectTimeoutError, ReadTimeoutError)
 OUTAGE_SECONDS = 300.0
 CAUGHT_UP_MILLIS = 1000
+# Record data per shard and batch: 4 s of a shard's read limit (2 MB/s). The driver buffers about two batches plus
+# one GetRecords answer (up to 10 MB) per shard.
+DEFAULT_MAX_BYTES_PER_BATCH = 8 * 1024 * 1024
 
 
 @dataclass
@@ -59,6 +62,7 @@ class KinesisOptions:
     timestamp_ms: int | None = None
     max_records_per_fetch: int = 10_000
     max_records_per_batch: int = 20_000
+    max_bytes_per_batch: int = DEFAULT_MAX_BYTES_PER_BATCH
     min_fetch_period: float = 0.2
     max_fetch_duration: float = 2.0
     shard_list_interval: float = 10.0
@@ -84,6 +88,7 @@ class KinesisOptions:
             timestamp_ms=_parse_timestamp_ms(get("timestamp")),
             max_records_per_fetch=int(get("maxRecordsPerFetch") or 10_000),
             max_records_per_batch=int(get("maxRecordsPerShardPerBatch") or 20_000),
+            max_bytes_per_batch=int(get("maxBytesPerShardPerBatch") or DEFAULT_MAX_BYTES_PER_BATCH),
             min_fetch_period=int(get("minFetchPeriod") or 200) / 1000,
             max_fetch_duration=int(get("maxFetchDuration") or 2000) / 1000,
             shard_list_interval=int(get("shardListInterval") or 10_000) / 1000,

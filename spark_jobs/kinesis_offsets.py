@@ -9,7 +9,7 @@ How offsets work (exactly-once needs every batch to be re-readable with the same
   when it is replayed.
 - The driver fetches from the last position, at most `minFetchPeriod` apart per shard, backing off on
   ProvisionedThroughputExceededException, and keeps the fetched records; `latestOffset` takes up to
-  `maxRecordsPerShardPerBatch` of them per shard (`take`), and `partitions(start, end)` makes one partition per
+  `maxRecordsPerShardPerBatch` of them and `maxBytesPerShardPerBatch` of their data per shard (`take`), and `partitions(start, end)` makes one partition per
   shard that moved and hands it those records, so each record is fetched once in normal running.
   A partition whose records are not in the driver's buffer (a batch replayed after a restart) is read by the
   executor from Kinesis: AFTER_SEQUENCE_NUMBER start (or TRIM_HORIZON / AT_TIMESTAMP), up to the end sequence
@@ -236,11 +236,36 @@ def rows_after(records: Sequence[Row], seq: str | None) -> list[Row]:
     return list(records[first_after(records, seq) :])
 
 
+def batch_length(rows: Sequence[Row], cap: int, max_bytes: int | None = None) -> int:
+    """How many of `rows` (one shard's, in order) one batch takes: at most `cap` rows whose data is at most
+    `max_bytes` in all (None: no byte bound), and at least one row, so a record larger than `max_bytes` goes alone."""
+    if max_bytes is None:
+        return min(len(rows), cap)
+    total = 0
+    for index, row in enumerate(rows[:cap]):
+        total += len(row[1])
+        if total > max_bytes:
+            return max(index, 1)
+    return min(len(rows), cap)
+
+
+def holds_a_full_batch(rows: Sequence[Row], cap: int, max_bytes: int | None = None) -> bool:
+    """True when `rows` (one shard's records fetched and not yet planned) already make a whole batch: fetching that
+    shard waits until it is planned, which bounds the driver's buffer by records and by bytes."""
+    return len(rows) >= cap or (max_bytes is not None and sum(len(row[1]) for row in rows) >= max_bytes)
+
+
 def take(
-    position: Offset, fetched: Offset, shards: Sequence[Shard], buffered: dict[str, Sequence[Row]], cap: int
+    position: Offset,
+    fetched: Offset,
+    shards: Sequence[Shard],
+    buffered: dict[str, Sequence[Row]],
+    cap: int,
+    max_bytes: int | None = None,
 ) -> Offset:
     """The next batch's end offset. From `position` (the previous batch's end), each shard takes the rows fetched
-    since (`buffered[shard]`, in order; `fetched` is how far fetching got), at most `cap` of them. A shard is ended
+    since (`buffered[shard]`, in order; `fetched` is how far fetching got), at most `cap` of them and `max_bytes` of
+    their data (`batch_length`). A shard is ended
     once it is fetched to its end and every fetched row is taken. A child shard moves only once each of its parents
     is ended in the result, so records of one key stay in order across a split or merge. Shards that fetching added
     (resharding) join at their start marker, and so does a shard whose fetching resumed (a higher epoch in
@@ -264,7 +289,7 @@ def take(
             pending.remove(sid)
             progress = True
             rows = rows_after(buffered.get(sid, ()), end[sid]["seq"])
-            taken = rows[:cap]
+            taken = rows[: batch_length(rows, cap, max_bytes)]
             if taken:
                 end[sid]["seq"], end[sid]["at"] = taken[-1][4], arrival_ms(taken[-1])
             end[sid]["ended"] = bool(fetched[sid]["ended"]) and len(taken) == len(rows)

@@ -15,7 +15,8 @@ approximateArrivalTimestamp timestamp`.
 Options: `streamName` (required), `region`, `endpointUrl`, `awsAccessKey`/`awsSecretKey` (default: from
 pipeline.settings when importable, else boto3's chain), `initialPosition` = `earliest` (alias `trim_horizon`) |
 `latest` | `at_timestamp` with `timestamp` (ISO 8601 or epoch seconds), `maxRecordsPerFetch` (GetRecords limit,
-default 10000), `maxRecordsPerShardPerBatch` (default 20000), `minFetchPeriod` (ms between GetRecords calls on one
+default 10000), `maxRecordsPerShardPerBatch` (default 20000), `maxBytesPerShardPerBatch` (bytes of record data,
+default 8 MiB; a single larger record is taken alone), `minFetchPeriod` (ms between GetRecords calls on one
 shard while it has more, default 200: Kinesis allows 5 per second per shard), `pollInterval` (ms between
 GetRecords calls on a shard that is caught up, default 500; twice that after a call that found nothing),
 `shardListInterval` (ms between ListShards calls, default 10000; a shard that ends triggers one at once),
@@ -29,7 +30,8 @@ resumes by arrival time, logged and counted (spark_jobs/kinesis_offsets.py has t
 Prefetching: like Databricks' source, the driver fetches ahead in a background thread, so a trigger only takes
 the records already fetched and does not wait for Kinesis (a trigger's `latestOffset` went from seconds to
 milliseconds: docs/design/streaming.md). The thread stops fetching a shard while a full batch
-(`maxRecordsPerShardPerBatch`) of its records waits to be planned, so the buffer stays bounded; a fetch error fails the next `latestOffset`, and so the query.
+(`maxRecordsPerShardPerBatch` records or `maxBytesPerShardPerBatch` bytes) of its records waits to be planned, so
+the buffer stays bounded by records and by bytes (to about two batches and one GetRecords answer per shard); a fetch error fails the next `latestOffset`, and so the query.
 
 How the pieces fit: offsets, and why every batch can be re-read with the same records, are in
 spark_jobs/kinesis_offsets.py (pure functions); the Kinesis calls in spark_jobs/kinesis_fetch.py; this module is the
@@ -59,6 +61,7 @@ from spark_jobs.kinesis_offsets import (
     epoch,
     epoch_start,
     first_after,
+    holds_a_full_batch,
     initial_offset,
     merge_shards,
     readable_shards,
@@ -150,7 +153,12 @@ class KinesisStreamReader(DataSourceStreamReader):
                 raise RuntimeError(f"fetching from Kinesis stream {self.options.stream} failed") from self._error
             buffered = {sid: rows for sid, (_, rows) in self._buffers.items()}
             self._position = take(
-                self._position, self._fetched, self._shards, buffered, self.options.max_records_per_batch
+                self._position,
+                self._fetched,
+                self._shards,
+                buffered,
+                self.options.max_records_per_batch,
+                self.options.max_bytes_per_batch,
             )
             self._planned.notify_all()
             return self._position
@@ -187,8 +195,10 @@ class KinesisStreamReader(DataSourceStreamReader):
                 base, buffered = self._buffers.get(shard_id, (state, []))
                 position = self._position.get(shard_id, state)
                 planned = first_after(buffered, position["seq"]) if epoch(position) == epoch(base) else 0
-                ahead = len(buffered) - planned
-            if ahead >= self.options.max_records_per_batch:
+                full = holds_a_full_batch(
+                    buffered[planned:], self.options.max_records_per_batch, self.options.max_bytes_per_batch
+                )
+            if full:
                 continue  # a full batch is waiting: fetch on once it is planned
             if fetcher is None or fetcher.state["seq"] != state["seq"] or fetcher.epoch != epoch(state):
                 fetcher = ShardFetcher(self.client, self.options.stream, shard_id, state, self.options)

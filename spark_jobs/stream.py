@@ -91,6 +91,7 @@ def start_query(
         .option("region", settings.aws_region)
         .option("initialPosition", args.initial_position)
         .option("eventLog", str(event_log))
+        .option("maxBytesPerShardPerBatch", str(settings.stream_max_bytes_per_shard_per_batch))
     )
     if args.timestamp:
         source = source.option("timestamp", args.timestamp)

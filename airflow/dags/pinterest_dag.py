@@ -7,8 +7,6 @@ project venv's spark-submit; `PIPELINE_TARGET=aws` submits it to Databricks (sam
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from airflow.providers.standard.operators.python import PythonOperator
 from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import DAG
@@ -19,14 +17,9 @@ from pipeline.settings import get_settings
 settings = get_settings()
 
 with DAG(
-    dag_id=settings.dag_id,
-    description="Daily batch: new S3 objects -> Spark batch job -> nine analytics results",
-    schedule="@daily",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
-    default_args=tasks.default_args(settings),
-    tags=["pinterest", "batch", settings.pipeline_target],
+    **tasks.daily_dag_kwargs(
+        settings, settings.dag_id, "Daily batch: new S3 objects -> Spark batch job -> nine analytics results", "batch"
+    )
 ) as dag:
     wait_for_new_objects = PythonSensor(
         task_id="wait_for_new_objects",

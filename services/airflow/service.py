@@ -102,7 +102,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # New DAG files are noticed within seconds, not the default five minutes.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.airflow_log_dir),
     }
 
 

@@ -2,7 +2,10 @@
 
 Same jars as the broker (<state>/jars/kafka, from services/kafka/fetch.sh); the plugin is built from
 services/s3_sink into <state>/jars/connect-plugins. Connectors are registered by provisioning
-(services/provision/kafka.py), not here. Ready when the REST API lists connectors and our plugin is loaded.
+(services/provision/kafka.py), not here. Ready when the REST API lists connectors and our plugin is loaded;
+healthy (what `make status` also checks) when no connector and no task is FAILED, e.g. a sink task that gave up
+after S3 stayed unreachable while it opened its partitions. `up` does not wait for health: restarting the worker
+does not cure a failed task, and provisioning, which runs after `up`, restarts it.
 """
 
 from __future__ import annotations
@@ -81,6 +84,51 @@ def ready(settings: Settings) -> None:
         raise NotReady(f"Connect is up but the S3 sink plugin {SINK_CLASS} is not loaded from {plugins_dir(settings)}")
 
 
+def trace_summary(trace: str | None) -> str:
+    """A Connect error trace in one line: its first line, and the root cause (the last `Caused by:`) when there is
+    one, since the first line of a sink task's trace is often Connect's generic "Exiting WorkerSinkTask ..."."""
+    lines = [line.strip() for line in (trace or "").splitlines() if line.strip()]
+    if not lines:
+        return "no trace"
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    return lines[0] if not causes or causes[-1] == lines[0] else f"{lines[0]} (caused by {causes[-1]})"
+
+
+def failures(statuses: dict[str, dict]) -> list[str]:
+    """Each FAILED connector and task, with its trace in one line, from `GET /connectors?expand=status`."""
+    found = []
+    for name, entry in sorted(statuses.items()):
+        status = entry.get("status", {})
+        connector = status.get("connector", {})
+        if connector.get("state") == "FAILED":
+            found.append(
+                f"connector {name} FAILED on {connector.get('worker_id')}: {trace_summary(connector.get('trace'))}"
+            )
+        for task in status.get("tasks", []):
+            if task.get("state") == "FAILED":
+                found.append(
+                    f"connector {name} task {task.get('id')} FAILED on {task.get('worker_id')}: "
+                    f"{trace_summary(task.get('trace'))}"
+                )
+    return found
+
+
+def health(settings: Settings) -> None:
+    base = settings.connect_url.rstrip("/")
+    try:
+        response = httpx.get(f"{base}/connectors", params={"expand": "status"}, timeout=3)
+    except httpx.HTTPError as error:
+        raise NotReady(f"GET {base}/connectors?expand=status failed: {error}") from error
+    if response.status_code != 200:
+        raise NotReady(f"GET {base}/connectors?expand=status answered {response.status_code}: {response.text[:200]}")
+    failed = failures(response.json())
+    if failed:
+        raise NotReady(
+            "; ".join(failed) + f". Once the cause is fixed, restart it: `make provision` or POST "
+            f"{base}/connectors/<name>/restart?includeTasks=true&onlyFailed=true"
+        )
+
+
 def service(settings: Settings) -> Service:
     _host, port = settings.connect_address
     return Service(
@@ -90,6 +138,7 @@ def service(settings: Settings) -> Service:
         ),
         ports=(port,),
         ready=ready,
+        health=health,
         where=f"{settings.connect_url} (Kafka Connect, plugin {SINK_CLASS})",
         prepare=prepare,
         depends_on=("kafka", "s3"),

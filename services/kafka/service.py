@@ -18,6 +18,9 @@ from services.contract import NotReady, Service
 
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 HEAP = ["-Xms256m", "-Xmx512m"]
+# A JVM that ran out of heap is left half-working (threads dead, others stuck); exiting lets supervisord (natively)
+# or the container's runner (Docker mode) restart it cleanly. The broker and the Connect worker share this command.
+JVM_FLAGS = ["-XX:+ExitOnOutOfMemoryError", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
 
 
 def jars_dir(settings: Settings) -> Path:
@@ -37,9 +40,7 @@ def java_command(settings: Settings, main_class: str, *args: str, heap: list[str
     return [
         shutil.which("java") or "java",
         *heap,
-        "-XX:+UseG1GC",
-        "-XX:MaxGCPauseMillis=20",
-        "-Djava.awt.headless=true",
+        *JVM_FLAGS,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-cp",
         f"{jars_dir(settings)}/*",
@@ -73,7 +74,10 @@ def server_properties(settings: Settings) -> dict[str, str]:
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "4",
-        "log.retention.hours": "168",
+        # Growth bound: each partition keeps at most this long and this much (settings KAFKA_RETENTION_*).
+        "log.retention.hours": str(settings.kafka_retention_hours),
+        "log.retention.bytes": str(settings.kafka_retention_bytes),
+        "log.segment.bytes": str(settings.kafka_segment_bytes),
     }
 
 

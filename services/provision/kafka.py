@@ -67,6 +67,7 @@ def connector_config(settings: Settings) -> dict[str, str]:
         "s3.path.style.access.enabled": "true" if endpoint else "false",
         "topics.dir": layout.TOPICS_DIR,
         "flush.size": str(settings.s3_sink_flush_size),
+        "flush.bytes": str(settings.s3_sink_flush_bytes),
         "rotate.interval.ms": str(settings.s3_sink_rotate_interval_ms),
     }
     credentials = settings.boto3_client_kwargs("s3")

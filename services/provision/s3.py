@@ -1,5 +1,10 @@
 """Provisioning step `bucket`: create the user's bucket (`user-<id>-bucket`) idempotently, locally and on AWS.
 
+On AWS (`PIPELINE_TARGET=aws`) it also sets the bucket's lifecycle rule that expires the sink's objects under
+`topics/` after `S3_TOPICS_RETENTION_DAYS` (0: no rule). Only the rule with our id is replaced; other rules stay.
+Locally the S3 store implements no lifecycle rules (S3Proxy answers 501), so the maintenance DAG prunes instead
+(orchestration/maintenance.py).
+
 The same boto3 calls run against the local S3 store (S3Proxy) and a real account; only the endpoint differs, and
 it comes from settings. AWS quirk handled here: us-east-1 rejects a `LocationConstraint` (it is the default
 region), every other region requires one.
@@ -10,10 +15,12 @@ from __future__ import annotations
 import boto3
 from botocore.exceptions import ClientError
 
+from pipeline import layout
 from pipeline.settings import Settings
 
 # Re-creating one's own bucket: us-east-1 answers 200, other regions and S3-compatible stores this code.
 ALREADY_OURS = {"BucketAlreadyOwnedByYou"}
+LIFECYCLE_RULE_ID = "pipeline-expire-topics"
 
 
 def create_bucket_kwargs(bucket: str, region: str) -> dict[str, object]:
@@ -40,15 +47,59 @@ def _bucket_exists(client, bucket: str) -> bool:
     return True
 
 
+def topics_lifecycle_rule(settings: Settings) -> dict[str, object]:
+    """The bucket's rule that expires the sink's objects (and aborts uploads left unfinished) under `topics/`."""
+    return {
+        "ID": LIFECYCLE_RULE_ID,
+        "Filter": {"Prefix": layout.TOPICS_PREFIX},
+        "Status": "Enabled",
+        "Expiration": {"Days": settings.s3_topics_retention_days},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+    }
+
+
+def _current_rules(client, bucket: str) -> list[dict]:
+    try:
+        return client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+            return []
+        raise
+
+
+def provision_lifecycle(settings: Settings, client, dry_run: bool) -> list[str]:
+    """AWS target: ensure our rule (replace only the rule with our id); retention 0 removes it."""
+    if settings.pipeline_target != "aws":
+        return []
+    days = settings.s3_topics_retention_days
+    what = f"lifecycle rule {LIFECYCLE_RULE_ID}: expire {layout.TOPICS_PREFIX} after {days} days"
+    if dry_run:
+        return [f"would set {what}" if days else f"would remove lifecycle rule {LIFECYCLE_RULE_ID}"]
+    rules = _current_rules(client, settings.bucket)
+    others = [rule for rule in rules if rule.get("ID") != LIFECYCLE_RULE_ID]
+    wanted = [*others, topics_lifecycle_rule(settings)] if days else others
+    if rules == wanted:
+        return [f"{what} already set" if days else f"no lifecycle rule {LIFECYCLE_RULE_ID}"]
+    if wanted:
+        client.put_bucket_lifecycle_configuration(Bucket=settings.bucket, LifecycleConfiguration={"Rules": wanted})
+    else:
+        client.delete_bucket_lifecycle(Bucket=settings.bucket)
+    return [f"set {what}" if days else f"removed lifecycle rule {LIFECYCLE_RULE_ID}"]
+
+
 def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
-    """Create `settings.bucket` if it does not exist; return what was done (or would be done)."""
+    """Create `settings.bucket` if it does not exist, and on AWS its lifecycle rule; return what was done (or would
+    be done)."""
     bucket = settings.bucket
     endpoint = settings.s3_endpoint_url or f"AWS S3 in {settings.aws_region}"
     if dry_run:
-        return [f"would ensure bucket {bucket} exists at {endpoint} (region {settings.aws_region})"]
+        return [
+            f"would ensure bucket {bucket} exists at {endpoint} (region {settings.aws_region})",
+            *provision_lifecycle(settings, None, dry_run=True),
+        ]
     client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
     if _bucket_exists(client, bucket):
-        return [f"bucket {bucket} already exists at {endpoint}"]
+        return [f"bucket {bucket} already exists at {endpoint}", *provision_lifecycle(settings, client, False)]
     try:
         client.create_bucket(**create_bucket_kwargs(bucket, settings.aws_region))
     except ClientError as error:
@@ -62,4 +113,7 @@ def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
             ) from None
         raise
     client.get_waiter("bucket_exists").wait(Bucket=bucket, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    return [f"created bucket {bucket} at {endpoint} (region {settings.aws_region})"]
+    return [
+        f"created bucket {bucket} at {endpoint} (region {settings.aws_region})",
+        *provision_lifecycle(settings, client, False),
+    ]

@@ -280,3 +280,55 @@ def test_audit_stays_clean_when_s3_is_unreachable_during_a_load(stack):
         relay.cut()
         # The connector points at the relay's port, which is gone now: remove it (the next run re-creates it).
         httpx.delete(f"{direct.connect_url}/connectors/{direct.connector_name}", timeout=30)
+
+
+def test_a_task_that_failed_while_s3_was_down_shows_in_status_until_restarted(stack, run_module):
+    """The sink task retries listing S3 in open() for 2 minutes, then fails for good. Connect's health (what
+    `make status` checks) must say so, naming the task and why, and be clean again once the task is restarted."""
+    from urllib.parse import urlsplit
+
+    from services.connect.service import failures, health
+    from services.contract import NotReady
+
+    stack("kafka", "s3", "connect")
+    direct = load_settings(pipeline_user_id="7e57c0de5153")
+    name = direct.connector_name
+    endpoint = urlsplit(direct.s3_endpoint_url)
+    relay = TcpRelay((endpoint.hostname, endpoint.port))
+    relay.start()
+    via_relay = load_settings(pipeline_user_id="7e57c0de5153", aws_endpoint_url_s3=f"http://127.0.0.1:{relay.port}")
+    base = direct.connect_url.rstrip("/")
+
+    def ours() -> list[str]:
+        statuses = httpx.get(f"{base}/connectors", params={"expand": "status"}, timeout=10).json()
+        return failures({key: value for key, value in statuses.items() if key == name})
+
+    try:
+        for step in (provision_bucket, provision_topics):
+            step(direct, False)
+        provision_connector(via_relay, False)
+        health(direct)  # (assuming no other connector of the worker has failed)
+        relay.cut()
+        # A restarted task opens its partitions again, and listing S3 now fails until open() gives up.
+        assert httpx.post(f"{base}/connectors/{name}/tasks/0/restart", timeout=30).status_code in (200, 202, 204)
+        deadline = time.monotonic() + 240
+        while not ours() and time.monotonic() < deadline:
+            time.sleep(2)
+        (failure,) = ours()
+        assert failure.startswith(f"connector {name} task 0 FAILED")
+        with pytest.raises(NotReady, match=f"connector {name} task 0 FAILED"):
+            health(direct)
+        shown = run_module("services.runner", "status")
+        line = next(line for line in shown.stdout.splitlines() if line.startswith("connect "))
+        assert f"NOT READY (connector {name} task 0 FAILED" in line, shown.stdout
+        assert "cannot list" in line or "Unable to execute HTTP request" in line, line
+        assert shown.returncode == 1
+
+        relay.start()  # S3 is back: a restart (what provisioning does for a failed task) cures it
+        provision_connector(via_relay, False)
+        assert not ours()
+        shown = run_module("services.runner", "status")
+        assert name not in shown.stdout, shown.stdout
+    finally:
+        relay.cut()
+        httpx.delete(f"{base}/connectors/{name}", timeout=30)

@@ -166,3 +166,40 @@ def test_objects_survive_a_kill_9_of_the_store(store, stack_control):
     shutil.rmtree(quarantined)
     delete_prefix(store, f"it-{run}/")
     print(f"s3 store killed with SIGKILL; ready again {restart_s:.1f} s after the restart; {len(keys)} objects intact")
+
+
+def test_the_maintenance_dags_pruning_deletes_old_sink_objects_in_the_store_and_keeps_each_partitions_newest(stack):
+    """The store implements no lifecycle rules (answers 501), so `orchestration.maintenance` deletes what a rule
+    would expire, with DeleteObjects, here against the real store. "Old" is reached by running it at a later time."""
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.exceptions import ClientError
+
+    from orchestration.maintenance import prune_sink_objects
+    from pipeline import layout
+    from pipeline.settings import load_settings
+
+    stack("s3")
+    settings = load_settings(pipeline_user_id="7e57c0de0de2", s3_topics_retention_days=30)
+    provision_bucket(settings, dry_run=False)
+    client = s3_client(settings)
+    with pytest.raises(ClientError) as refused:
+        client.put_bucket_lifecycle_configuration(
+            Bucket=settings.bucket,
+            LifecycleConfiguration={
+                "Rules": [{"ID": "x", "Filter": {"Prefix": "topics/"}, "Status": "Enabled", "Expiration": {"Days": 1}}]
+            },
+        )
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+    keys = [layout.object_key(settings.topic("pin"), partition, start) for partition in (0, 1) for start in range(3)]
+    for key in keys:
+        client.put_object(Bucket=settings.bucket, Key=key, Body=b'{"ind":1}\n')
+    try:
+        later = datetime.now(UTC) + timedelta(days=31)
+        assert prune_sink_objects(settings, later, dry_run=True).expired == 4
+        assert len(list_keys(settings, layout.TOPICS_PREFIX)) == 6
+        assert prune_sink_objects(settings, later).deleted == 4
+        assert sorted(list_keys(settings, layout.TOPICS_PREFIX)) == sorted(k for k in keys if k.endswith("02.json"))
+        assert prune_sink_objects(settings, later).deleted == 0
+    finally:
+        delete_prefix(settings, layout.TOPICS_PREFIX)

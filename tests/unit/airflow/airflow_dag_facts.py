@@ -35,6 +35,14 @@ def scenario_facts(env: dict[str, str], render: str | None) -> dict:
     bag = DagBag(dag_folder=REPO_ROOT / "airflow" / "dags")
     dag = bag.dags.get(get_settings().dag_id)
     facts: dict = {"import_errors": {str(k): v for k, v in bag.import_errors.items()}, "dag_ids": sorted(bag.dags)}
+    maintenance = bag.dags.get(get_settings().maintenance_dag_id)
+    if maintenance is not None:
+        facts["maintenance"] = {
+            "schedule": maintenance.schedule if isinstance(maintenance.schedule, str) else repr(maintenance.schedule),
+            "catchup": maintenance.catchup,
+            "fileloc": maintenance.fileloc,
+            "tasks": {task.task_id: _task_facts(task) for task in maintenance.tasks},
+        }
     if dag is None:
         return facts
     facts.update(

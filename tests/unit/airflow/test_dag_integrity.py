@@ -20,6 +20,7 @@ AIRFLOW_PYTHON = REPO_ROOT / ".state" / "venvs" / "airflow" / "bin" / "python"
 FACTS_SCRIPT = Path(__file__).with_name("airflow_dag_facts.py")
 USER_ID = "7e57c0de0001"
 DAG_ID = f"{USER_ID}_dag"
+MAINTENANCE_DAG_ID = f"{USER_ID}_maintenance_dag"
 
 
 SCENARIOS = {
@@ -49,6 +50,9 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PIPELINE_ENV_FILE": str(home / "no.env"),
         "PIPELINE_USER_ID": USER_ID,
+        # This checkout's DAGs and modules, not those of the checkout Airflow's venv was installed from (a worktree
+        # shares the state folder, and so the venvs, with the main checkout).
+        "PYTHONPATH": str(REPO_ROOT),
     }
     result = subprocess.run(
         [str(AIRFLOW_PYTHON), str(FACTS_SCRIPT), json.dumps(SCENARIOS)],
@@ -74,8 +78,24 @@ def aws_facts(facts: dict) -> dict:
 
 def test_dag_imports_without_errors(local_facts: dict) -> None:
     assert local_facts["import_errors"] == {}
-    assert local_facts["dag_ids"] == [DAG_ID]
+    assert local_facts["dag_ids"] == sorted([DAG_ID, MAINTENANCE_DAG_ID])
     assert Path(local_facts["fileloc"]).name == "pinterest_dag.py"
+
+
+def test_maintenance_dag_runs_its_three_independent_steps_daily_with_retries_from_settings(local_facts: dict) -> None:
+    maintenance = local_facts["maintenance"]
+    assert Path(maintenance["fileloc"]).name == "maintenance_dag.py"
+    assert (maintenance["schedule"], maintenance["catchup"]) == ("@daily", False)
+    assert set(maintenance["tasks"]) == {"optimize_and_vacuum_delta", "prune_topics", "prune_airflow_logs"}
+    for task_id, task in maintenance["tasks"].items():
+        assert task["operator"] == "PythonOperator", task_id
+        assert task["downstream"] == [], task_id  # one failing step does not hold up the others
+        assert (task["retries"], task["retry_delay_seconds"]) == (3, 300), task_id
+
+
+def test_aws_target_has_no_maintenance_dag(aws_facts: dict) -> None:
+    # On AWS the bucket's lifecycle rule, MWAA's log retention and Databricks keep the bounds.
+    assert aws_facts["dag_ids"] == [DAG_ID] and "maintenance" not in aws_facts
 
 
 def test_schedule_catchup_and_tags(local_facts: dict) -> None:

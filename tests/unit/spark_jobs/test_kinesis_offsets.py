@@ -373,6 +373,43 @@ def test_take_caps_each_shard_and_keeps_children_behind_their_parents():
     assert "p" not in ko.take(end2, {k: v for k, v in fetched.items() if k != "p"}, shards[1:], buffered, cap=2)
 
 
+def test_a_batch_takes_at_most_max_bytes_of_data_but_at_least_one_record():
+    rows = [("k", b"x" * size, STREAM, "s", str(seq), EPOCH) for seq, size in enumerate([40, 40, 40, 500, 10], 1)]
+    assert ko.batch_length(rows, cap=10) == 5  # no byte bound
+    assert ko.batch_length(rows, cap=10, max_bytes=100) == 2
+    assert ko.batch_length(rows, cap=10, max_bytes=120) == 3
+    assert ko.batch_length(rows[3:], cap=10, max_bytes=100) == 1  # a record over the bound goes alone
+    assert ko.batch_length(rows, cap=2, max_bytes=10_000) == 2
+    assert not ko.holds_a_full_batch(rows[:2], cap=10, max_bytes=100)
+    assert ko.holds_a_full_batch(rows[:3], cap=10, max_bytes=100)
+    assert ko.holds_a_full_batch(rows[:3], cap=3)
+    position = {"s": ko.shard_state("TRIM_HORIZON")}
+    fetched = {"s": ko.shard_state("TRIM_HORIZON", "5")}
+    end = ko.take(position, fetched, [ko.Shard("s")], {"s": rows}, cap=10, max_bytes=100)
+    assert end["s"]["seq"] == "2"
+
+
+def test_the_driver_buffers_and_plans_batches_bounded_by_bytes(monkeypatch):
+    """Records of 23-24 bytes, 100 bytes per batch: each batch takes 4 of them, and fetching (2 records per call)
+    stops as soon as a whole batch's bytes wait to be planned, so the driver never holds the whole backlog."""
+    fake = FakeKinesis({"s0": ()})
+    put = fake.put("s0", 40)
+    reader = make_reader(fake, monkeypatch, maxRecordsPerFetch="2", maxBytesPerShardPerBatch="100")
+    start, taken, batches = reader.initialOffset(), [], []
+    while len(taken) < len(put) and len(batches) < 20:
+        end = reader.latestOffset()
+        buffered = reader._buffers["s0"][1]
+        assert sum(len(row[1]) for row in buffered) < 100 + 2 * 24, "at most a batch and one fetch buffered"
+        rows = [row for part in reader.partitions(start, end) for row in reader.read(part)]
+        reader.commit(end)
+        assert 0 < sum(len(row[1]) for row in rows) <= 100
+        batches.append(len(rows))
+        taken += [row[4] for row in rows]
+        start = end
+    assert taken == put, "every record once, in order"
+    assert batches[0] == 4 and len(batches) >= 10
+
+
 def test_prefetch_thread_fetches_ahead_so_latest_offset_does_not_call_kinesis(monkeypatch):
     fake = FakeKinesis({"s0": (), "s1": ()})
     reader = make_reader(fake, monkeypatch, prefetch="true", pollInterval="10")

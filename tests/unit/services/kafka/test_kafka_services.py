@@ -1,7 +1,11 @@
 """Generated configuration of the Kafka broker, the Connect worker and the S3 sink connector (no services needed)."""
 
-from pipeline.settings import load_settings
+import pytest
+
+from pipeline.settings import SettingsError, load_settings
+from services.connect import service as connect
 from services.connect.service import worker_properties
+from services.kafka import service as kafka
 from services.kafka.service import server_properties
 from services.provision.kafka import connector_config, provision_connector, provision_topics
 
@@ -17,6 +21,31 @@ def test_broker_is_a_single_kraft_node_on_the_configured_ports():
     assert props["log.dirs"].endswith("data/kafka")
 
 
+def test_broker_bounds_each_partition_by_age_and_size_from_settings():
+    props = server_properties(load_settings())
+    assert (props["log.retention.hours"], props["log.retention.bytes"]) == ("168", str(1024**3))
+    assert props["log.segment.bytes"] == str(128 * 1024**2)
+    s = load_settings(kafka_retention_hours=24, kafka_retention_bytes=500_000_000, kafka_segment_bytes=50_000_000)
+    props = server_properties(s)
+    assert (props["log.retention.hours"], props["log.retention.bytes"]) == ("24", "500000000")
+    assert props["log.segment.bytes"] == "50000000"
+
+
+def test_a_size_cap_below_one_segment_is_refused():
+    with pytest.raises(SettingsError, match="KAFKA_RETENTION_BYTES"):
+        load_settings(kafka_retention_bytes=10 * 1024**2, kafka_segment_bytes=64 * 1024**2)
+    assert server_properties(load_settings(kafka_retention_bytes=-1))["log.retention.bytes"] == "-1"
+
+
+@pytest.mark.parametrize("module", [kafka, connect], ids=["kafka", "connect"])
+def test_broker_and_worker_jvms_exit_on_out_of_memory(module):
+    """supervisord (or the container's runner) restarts a JVM that exits; one that ran out of heap and lives on
+    half-broken would not be."""
+    command = module.service(load_settings()).command
+    main_class = command.index("kafka.Kafka" if module is kafka else "org.apache.kafka.connect.cli.ConnectDistributed")
+    assert "-XX:+ExitOnOutOfMemoryError" in command[:main_class]
+
+
 def test_worker_uses_raw_bytes_single_replica_topics_and_our_plugin_path():
     props = worker_properties(load_settings(connect_url="http://127.0.0.1:18083"))
     assert props["listeners"] == "http://127.0.0.1:18083"
@@ -27,13 +56,18 @@ def test_worker_uses_raw_bytes_single_replica_topics_and_our_plugin_path():
 
 
 def test_connector_config_targets_the_users_topics_and_bucket():
-    s = load_settings(pipeline_user_id="0a1b2c3d4e5f", s3_sink_flush_size=500, s3_sink_rotate_interval_ms=2000)
+    s = load_settings(
+        pipeline_user_id="0a1b2c3d4e5f",
+        s3_sink_flush_size=500,
+        s3_sink_flush_bytes=4_000_000,
+        s3_sink_rotate_interval_ms=2000,
+    )
     config = connector_config(s)
     assert config["topics"] == "0a1b2c3d4e5f.pin,0a1b2c3d4e5f.geo,0a1b2c3d4e5f.user"
     assert config["s3.bucket.name"] == "user-0a1b2c3d4e5f-bucket"
     assert config["store.url"] == s.s3_endpoint_url
     assert config["s3.path.style.access.enabled"] == "true"
-    assert (config["flush.size"], config["rotate.interval.ms"]) == ("500", "2000")
+    assert (config["flush.size"], config["flush.bytes"], config["rotate.interval.ms"]) == ("500", "4000000", "2000")
     assert config["aws.access.key.id"] == "test"
 
 

@@ -57,8 +57,17 @@ final class PartitionBuffer {
         return startOffset;
     }
 
-    boolean isDue(int flushSize, long rotateIntervalMs, long nowMs) {
-        return records > 0 && (records >= flushSize || nowMs - openedAtMs >= rotateIntervalMs);
+    long bytes() {
+        return content.size();
+    }
+
+    /** True when the buffer holds {@code flushSize} records or {@code flushBytes} bytes: upload it now. */
+    boolean isFull(int flushSize, long flushBytes) {
+        return records > 0 && (records >= flushSize || content.size() >= flushBytes);
+    }
+
+    boolean isDue(int flushSize, long flushBytes, long rotateIntervalMs, long nowMs) {
+        return isFull(flushSize, flushBytes) || (records > 0 && nowMs - openedAtMs >= rotateIntervalMs);
     }
 
     byte[] content() {

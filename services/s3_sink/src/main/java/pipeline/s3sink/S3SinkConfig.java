@@ -17,6 +17,7 @@ public final class S3SinkConfig extends AbstractConfig {
     public static final String SECRET_ACCESS_KEY = "aws.secret.access.key";
     public static final String TOPICS_DIR = "topics.dir";
     public static final String FLUSH_SIZE = "flush.size";
+    public static final String FLUSH_BYTES = "flush.bytes";
     public static final String ROTATE_INTERVAL_MS = "rotate.interval.ms";
     public static final String RETRY_BACKOFF_MS = "retry.backoff.ms";
 
@@ -33,6 +34,11 @@ public final class S3SinkConfig extends AbstractConfig {
             .define(TOPICS_DIR, Type.STRING, "topics", Importance.LOW, "Top-level folder of the objects.")
             .define(FLUSH_SIZE, Type.INT, 1000, ConfigDef.Range.atLeast(1), Importance.HIGH,
                     "Records per object: an object is uploaded as soon as it holds this many.")
+            .define(FLUSH_BYTES, Type.LONG, 16L * 1024 * 1024, ConfigDef.Range.between(1024L, (long) Integer.MAX_VALUE - 8),
+                    Importance.HIGH,
+                    "Bytes per object: an object is uploaded as soon as its lines take this many bytes, so a "
+                            + "partition's buffer stays bounded whatever the record size (a single larger record is "
+                            + "written alone).")
             .define(ROTATE_INTERVAL_MS, Type.LONG, 5000L, ConfigDef.Range.atLeast(1), Importance.HIGH,
                     "Wall-clock age after which an object is uploaded even if it holds fewer than flush.size records "
                             + "(checked on every put() and preCommit()).")
@@ -74,6 +80,10 @@ public final class S3SinkConfig extends AbstractConfig {
 
     public int flushSize() {
         return getInt(FLUSH_SIZE);
+    }
+
+    public long flushBytes() {
+        return getLong(FLUSH_BYTES);
     }
 
     public long rotateIntervalMs() {

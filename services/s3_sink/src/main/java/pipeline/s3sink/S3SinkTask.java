@@ -26,7 +26,8 @@ import org.slf4j.LoggerFactory;
  * before upload is simply rebuilt under the same deterministic key. Offsets are committed to Kafka ({@link
  * #preCommit}) only up to what is in S3, which keeps the consumer group's lag honest.
  *
- * <p>An object is uploaded when it holds {@code flush.size} records or when its first record has waited
+ * <p>An object is uploaded when it holds {@code flush.size} records or {@code flush.bytes} bytes (so a partition's
+ * buffer stays bounded in memory whatever the record size), or when its first record has waited
  * {@code rotate.interval.ms} of wall-clock time; the age is checked on every put() (Connect calls it even with no
  * records) and every preCommit(), so a slow topic still reaches S3 within seconds.
  */
@@ -39,6 +40,7 @@ public class S3SinkTask extends SinkTask {
     private final Map<TopicPartition, PartitionBuffer> buffers = new HashMap<>();
     private S3SinkConfig config;
     private int flushSize;
+    private long flushBytes;
     private long rotateIntervalMs;
     private ObjectStore store;
     private long invalidJsonRecords;
@@ -61,10 +63,12 @@ public class S3SinkTask extends SinkTask {
     public void start(Map<String, String> props) {
         config = new S3SinkConfig(props);
         flushSize = config.flushSize();
+        flushBytes = config.flushBytes();
         rotateIntervalMs = config.rotateIntervalMs();
         store = storeFactory.apply(config);
-        LOG.info("S3 sink task started: bucket={} endpoint={} flush.size={} rotate.interval.ms={}", config.bucket(),
-                config.endpoint().isEmpty() ? "(AWS)" : config.endpoint(), config.flushSize(), config.rotateIntervalMs());
+        LOG.info("S3 sink task started: bucket={} endpoint={} flush.size={} flush.bytes={} rotate.interval.ms={}",
+                config.bucket(), config.endpoint().isEmpty() ? "(AWS)" : config.endpoint(), flushSize, flushBytes,
+                config.rotateIntervalMs());
     }
 
     @Override
@@ -136,11 +140,11 @@ public class S3SinkTask extends SinkTask {
                 if (buffer.alreadyHas(offset)) {
                     continue;
                 }
-                if (buffer.breaksContinuity(offset) || buffer.records() >= flushSize) {
+                if (buffer.breaksContinuity(offset) || buffer.isFull(flushSize, flushBytes)) {
                     upload(tp, buffer);  // the second case: a full buffer whose upload failed and is now retried
                 }
                 buffer.append(offset, line(record), clock.getAsLong());
-                if (buffer.records() >= flushSize) {
+                if (buffer.isFull(flushSize, flushBytes)) {
                     upload(tp, buffer);
                 }
             }
@@ -179,7 +183,7 @@ public class S3SinkTask extends SinkTask {
     private void uploadDue() {
         long now = clock.getAsLong();
         for (Map.Entry<TopicPartition, PartitionBuffer> entry : buffers.entrySet()) {
-            if (entry.getValue().isDue(flushSize, rotateIntervalMs, now)) {
+            if (entry.getValue().isDue(flushSize, flushBytes, rotateIntervalMs, now)) {
                 upload(entry.getKey(), entry.getValue());
             }
         }
@@ -189,7 +193,8 @@ public class S3SinkTask extends SinkTask {
         String key = ObjectKeys.key(config.topicsDir(), tp.topic(), tp.partition(), buffer.startOffset());
         long started = System.nanoTime();
         store.put(key, buffer.content());
-        LOG.debug("uploaded {} ({} records) in {} ms", key, buffer.records(), (System.nanoTime() - started) / 1_000_000);
+        LOG.debug("uploaded {} ({} records, {} bytes) in {} ms", key, buffer.records(), buffer.bytes(),
+                (System.nanoTime() - started) / 1_000_000);
         buffer.uploaded();
     }
 

@@ -33,10 +33,15 @@ class S3SinkTaskTest {
     }
 
     private S3SinkTask startTask(int flushSize) {
+        return startTask(flushSize, 16L * 1024 * 1024);
+    }
+
+    private S3SinkTask startTask(int flushSize, long flushBytes) {
         S3SinkTask task = new S3SinkTask(config -> store, now::get);
         task.initialize(new FakeContext());
         task.start(Map.of(S3SinkConfig.BUCKET, "user-0a1b2c3d4e5f-bucket", S3SinkConfig.FLUSH_SIZE,
-                String.valueOf(flushSize), S3SinkConfig.ROTATE_INTERVAL_MS, "3000", S3SinkConfig.RETRY_BACKOFF_MS, "0"));
+                String.valueOf(flushSize), S3SinkConfig.FLUSH_BYTES, String.valueOf(flushBytes),
+                S3SinkConfig.ROTATE_INTERVAL_MS, "3000", S3SinkConfig.RETRY_BACKOFF_MS, "0"));
         task.open(List.of(TP));
         return task;
     }
@@ -173,6 +178,31 @@ class S3SinkTaskTest {
         assertEquals(1, task.invalidJsonRecords());
         byte[] content = store.objects.firstEntry().getValue();
         assertEquals("{\"ind\":0}\nnot json\n{\"ind\":2}\n", new String(content, UTF_8));
+    }
+
+    @Test
+    void byteRotationUploadsAsSoonAsABufferReachesFlushBytesWhateverItsRecordCount() {
+        S3SinkTask task = startTask(100_000, 1024);
+        task.put(records(0, 300));
+        assertEquals(range(0, 300).subList(0, offsetsInStore().size()), offsetsInStore(), "each offset once, in order");
+        List<byte[]> objects = new ArrayList<>(store.objects.values());
+        assertEquals(true, objects.size() >= 3, "300 lines of 10-12 bytes make at least three 1 KiB objects");
+        for (byte[] object : objects) {
+            String content = new String(object, UTF_8);
+            int lastLine = content.substring(0, content.length() - 1).lastIndexOf('\n') + 1;
+            assertEquals(true, object.length >= 1024, "uploaded only once it reached flush.bytes");
+            assertEquals(true, lastLine < 1024, "uploaded on the very record that reached flush.bytes");
+        }
+        assertEquals(true, offsetsInStore().size() > 300 - 1024 / 10, "what stays buffered is under flush.bytes");
+    }
+
+    @Test
+    void aRecordLargerThanFlushBytesIsWrittenAlone() {
+        S3SinkTask task = startTask(100_000, 1024);
+        String big = "{\"ind\":0,\"text\":\"" + "x".repeat(4000) + "\"}";
+        task.put(List.of(record(0, big), record(1, "{\"ind\":1}")));
+        assertEquals(1, store.objects.size());
+        assertEquals(big + "\n", new String(store.objects.values().iterator().next(), UTF_8));
     }
 
     private final class FakeContext implements SinkTaskContext {
