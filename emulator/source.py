@@ -42,6 +42,13 @@ class Source:
                     counts[name] = connection.execute(sqlalchemy.text(f"SELECT COUNT(*) FROM `{name}`")).scalar_one()
         except OperationalError as error:
             code = error.orig.args[0] if error.orig and error.orig.args else None
+            if code == 1044:  # access denied to the database: outside what the stack grants its user
+                raise SourceError(
+                    f"MySQL user {self.settings.mysql_user!r} may not use database {self.settings.mysql_database!r} "
+                    f"on {self.settings.mysql_address}: the stack grants it only the database named by MYSQL_DATABASE "
+                    "when the stack started and the ones starting with that name and `_` (services/mysql); use one of "
+                    "those, or restart the stack (`make down && make up`) after changing MYSQL_DATABASE"
+                ) from None
             if code in (1049,):  # unknown database
                 raise SourceError(
                     f"database {self.settings.mysql_database!r} does not exist on {self.settings.mysql_address}: "

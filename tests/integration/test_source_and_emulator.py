@@ -143,9 +143,21 @@ def test_unreachable_mysql_is_named_within_5_seconds(run_module):
 
 def test_missing_tables_say_make_seed(stack, run_module):
     stack("mysql")
-    result = run_module("emulator", "--count", "1", "--target", "proxy", env={"MYSQL_DATABASE": "pinterest_empty_db"})
+    result = run_module(
+        "emulator", "--count", "1", "--target", "proxy", env={"MYSQL_DATABASE": "pinterest_data_never_seeded"}
+    )
     assert result.returncode != 0
     assert "make seed" in result.stdout + result.stderr
+
+
+def test_a_database_outside_the_grant_is_named_with_what_to_do(stack, run_module):
+    """The stack's MySQL user holds rights on its own databases only (least privilege): a database outside them is
+    refused with the reason, not reported as MySQL being unreachable."""
+    stack("mysql")
+    result = run_module("emulator", "--count", "1", "--target", "proxy", env={"MYSQL_DATABASE": "someone_elses_db"})
+    assert result.returncode != 0
+    assert "may not use database 'someone_elses_db'" in result.stdout + result.stderr
+    assert "Is the stack up" not in result.stdout + result.stderr
 
 
 def test_invalid_settings_fail_before_any_work(run_module):
