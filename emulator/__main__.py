@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stats = Stats()
     limiter = new_limiter(args)
-    via = "gateway" if label.startswith("API Gateway") else "proxy"
+    via = "proxy" if base_url == settings.rest_proxy_url else "gateway"
     ledger = Ledger(ledger_module.ledger_dir(settings), ledger_module.new_run_id(), args.mode, via)
     stopped_by = None
     try:

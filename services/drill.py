@@ -26,9 +26,8 @@ from dataclasses import dataclass, field
 from emulator import ledger as ledger_module
 from pipeline.settings import Settings
 from services.audit import ledger_audit
-from services.audit.sink_audit import ObjectCache, audit_until_complete, s3_objects
 from services.audit.sink_audit import render as render_offsets
-from services.stack import Stack, StackError, current_stack, stack_mode, stack_settings
+from services.stack import Stack, StackError, current_stack, provision_stack_api, stack_mode, stack_settings
 
 TARGETS = ("kafka", "connect", "s3", "localstack", "kinesis", "rest_proxy", "stream")
 SUMMARY = re.compile(r"summary: sent ([\d,]+) records, acked ([\d,]+), failed ([\d,]+)")
@@ -123,20 +122,14 @@ def _recover(stack: Stack, service: str) -> float:
         stack.start(service)
     stack.wait_ready(service)
     if service == "localstack":  # LocalStack forgets API definitions when it restarts: provision again, as make up
-        from services.provision import aws
-
-        aws.provision_api(stack.settings, dry_run=False)
+        provision_stack_api()
     return time.monotonic() - started
 
 
 def final_audit(settings: Settings, runs: list[str], wait: float) -> tuple[bool, ledger_audit.LedgerReport, str]:
     """The offset audit of the user's topics, and the ledger audit of the drill's own emulator runs."""
-    offsets = audit_until_complete(settings, wait)
-    cache: ObjectCache = {}
     reading = ledger_module.load(ledger_module.ledger_dir(settings), runs)
-    report = ledger_audit.audit_ledger_until_complete(
-        settings, lambda: s3_objects(settings, settings.topics, cache), settings.warehouse_uri, wait, reading
-    )
+    offsets, report = ledger_audit.verify(settings, wait, settings.warehouse_uri, reading)
     return offsets.clean, report, render_offsets(settings, offsets)
 
 

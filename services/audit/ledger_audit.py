@@ -29,7 +29,7 @@ from emulator import ledger as ledger_module
 from pipeline import layout
 from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import KEY_COLUMNS, TABLES, Settings
-from services.audit.sink_audit import SinkObject
+from services.audit.sink_audit import AuditReport, ObjectCache, SinkObject, audit_until_complete, s3_objects
 
 # A record's timestamp (Kafka's create time, Kinesis's arrival time) can precede the run's first ledger line by the
 # time the first request took, and follow its last by the clock skew between processes: widen each run's window.
@@ -314,11 +314,26 @@ def audit_ledger_until_complete(
     streaming job in micro-batches), re-read for up to `wait_s` seconds. Doubled records never heal, so they end the
     wait at once."""
     deadline = time.monotonic() + wait_s
+    reading = reading or ledger_module.load(ledger_module.ledger_dir(settings))  # read once: it does not change
     while True:
         report = audit_ledger(settings, objects_of(), warehouse, reading)
         if report.clean or report.doubled or time.monotonic() >= deadline:
             return report
         sleep(2.0)
+
+
+def verify(
+    settings: Settings, wait_s: float, warehouse: str, reading: ledger_module.Reading | None = None
+) -> tuple[AuditReport, LedgerReport]:
+    """`make verify`'s two audits, the offsets (sink_audit) and then the ledger (all of it, or `reading`), over one
+    read of the bucket: the ledger audit reuses the objects the offset audit read (their ETags say what changed).
+    Raises sink_audit.Unreachable when Kafka or S3 does not answer within `wait_s`."""
+    cache: ObjectCache = {}
+    offsets = audit_until_complete(settings, wait_s, cache=cache)
+    ledger = audit_ledger_until_complete(
+        settings, lambda: s3_objects(settings, settings.topics, cache), warehouse, wait_s, reading
+    )
+    return offsets, ledger
 
 
 def render(report: LedgerReport) -> str:

@@ -242,11 +242,14 @@ class Unreachable(Exception):
     """Kafka or S3 did not answer; the message says which and what to do."""
 
 
-def audit_until_complete(settings: Settings, wait_s: float, topics: list[str] | None = None) -> AuditReport:
+def audit_until_complete(
+    settings: Settings, wait_s: float, topics: list[str] | None = None, cache: ObjectCache | None = None
+) -> AuditReport:
     """Audit; while only missing offsets (not duplicates) are wrong, or a service does not answer, retry for up to
-    `wait_s` seconds. Raises Unreachable when Kafka or S3 still does not answer at the end."""
+    `wait_s` seconds. Raises Unreachable when Kafka or S3 still does not answer at the end. `cache` (see
+    `s3_objects`) lets a later reader of the same objects skip reading them again."""
     deadline = time.monotonic() + wait_s
-    cache: ObjectCache = {}
+    cache = {} if cache is None else cache
     while True:
         try:
             report = audit(settings, topics, cache)
