@@ -5,7 +5,8 @@ declare, modules do). Nothing here imports Airflow, so every function is tested 
 Airflow venv runs the same code because the repo is installed there editable (services/airflow/setup.sh).
 
 Locally the batch job runs through the project venv's `spark-submit` (Airflow's venv has no pyspark on purpose,
-docs/architecture.md); with `PIPELINE_TARGET=aws` the DAG submits it to Databricks with `databricks_submit_run_kwargs`.
+docs/architecture.md); with `PIPELINE_TARGET=aws` the DAG submits the uploaded job package to `BATCH_RUNNER` (EMR
+Serverless or Databricks) with the requests of `orchestration.runners`.
 """
 
 from __future__ import annotations
@@ -170,32 +171,6 @@ def run_local_batch_job() -> None:
 def run_local_delta_maintenance() -> None:
     """Local target: OPTIMIZE and VACUUM the streaming job's Delta tables (spark_jobs/maintenance.py)."""
     run_local_spark_job(DELTA_MAINTENANCE_FILE)
-
-
-# --- run the batch job on Databricks -------------------------------------------------------------------------
-def databricks_submit_run_kwargs(settings: Settings) -> dict[str, Any]:
-    """Arguments of DatabricksSubmitRunOperator for the aws target: the configured cluster runs the notebook."""
-    missing = [
-        name.upper() for name in ("databricks_cluster_id", "databricks_notebook_path") if not getattr(settings, name)
-    ]
-    if missing:
-        raise ValueError(f"PIPELINE_TARGET=aws runs the batch job on Databricks: set {' and '.join(missing)} in .env")
-    return {
-        "databricks_conn_id": settings.databricks_conn_id,
-        "existing_cluster_id": settings.databricks_cluster_id,
-        "notebook_task": {
-            "notebook_path": settings.databricks_notebook_path,
-            "base_parameters": {
-                "pipeline_user_id": settings.pipeline_user_id,
-                # What `python -m spark_jobs.batch --input/--results` takes: the bucket (it holds topics/) and the
-                # results root.
-                "input": settings.bucket_uri,
-                "results": settings.results_uri,
-                "logical_date": "{{ ds }}",
-            },
-        },
-        "run_name": f"{settings.dag_id}-batch-{{{{ ds }}}}",
-    }
 
 
 # --- check the results ---------------------------------------------------------------------------------------

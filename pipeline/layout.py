@@ -10,9 +10,14 @@ The S3 sink writes the object keys (services/s3_sink/.../ObjectKeys.java); `obje
     topics/<topic>/...             the S3 sink's JSON-lines objects
     analytics/<query>/             the batch job's results (a run may write them under another results root)
     analytics/quarantine/<table>/  records the batch job quarantined
+    analytics/cleaned/<table>/     the cleaned, de-duplicated rows the batch run queried (all columns)
     analytics/report.html          the batch job's report
     delta/<table name>/            the streaming job's Delta tables (or under another warehouse)
     delta/_checkpoints/<table>/    one checkpoint per streaming query
+    jobs/                          the job package provisioning uploads for the aws runners (entry file, code, deps)
+
+`batch_job_paths` is the one place that says which folders the batch job reads and writes under a bucket: its
+own defaults, the DAG's arguments for every runner, and settings' `bucket_uri`/`results_uri` all come from it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import re
 TOPICS_DIR = "topics"
 RESULTS_DIR = "analytics"
 DELTA_DIR = "delta"
+JOBS_DIR = "jobs"
 QUARANTINE_DIR = "quarantine"
+CLEANED_DIR = "cleaned"
 CHECKPOINTS_DIR = "_checkpoints"
 REPORT_FILE = "report.html"
 OBJECT_SUFFIX = ".json"
@@ -93,7 +100,19 @@ def input_glob(root: str, topic: str, table: str) -> str:
     return join(root, f"{partition_prefix(topic, '*')}*{OBJECT_SUFFIX}")
 
 
-# --- the batch job's results, under a results root (by default s3a://<bucket>/analytics) -----------------------
+# --- the batch job's input and results, under a results root (by default s3a://<bucket>/analytics) -------------
+def batch_job_paths(bucket_root: str) -> dict[str, str]:
+    """The batch job's `--input` and `--results` for the bucket at `bucket_root` (a URI such as `s3a://<bucket>` or
+    a folder): the input is the bucket itself, since `input_glob` appends `topics/...`."""
+    return {"input": bucket_root.rstrip("/"), "results": join(bucket_root, RESULTS_DIR)}
+
+
+def batch_job_arguments(bucket_root: str) -> list[str]:
+    """`batch_job_paths` as the job's command-line arguments (what a runner passes to spark_jobs/batch.py)."""
+    paths = batch_job_paths(bucket_root)
+    return ["--input", paths["input"], "--results", paths["results"]]
+
+
 def result_prefix(name: str) -> str:
     """The key prefix of one query's result in the bucket."""
     return f"{RESULTS_PREFIX}{name}/"
@@ -105,6 +124,10 @@ def result_path(results_root: str, name: str) -> str:
 
 def quarantine_path(results_root: str, table: str) -> str:
     return join(results_root, QUARANTINE_DIR, table)
+
+
+def cleaned_path(results_root: str, table: str) -> str:
+    return join(results_root, CLEANED_DIR, table)
 
 
 def report_path(results_root: str) -> str:
@@ -122,3 +145,31 @@ def checkpoints_root(warehouse: str) -> str:
 
 def checkpoint_path(checkpoints: str, table: str) -> str:
     return join(checkpoints, table)
+
+
+# --- what the batch job keeps for the console and its report, under a results root (issue 20) --------------------
+HISTORY_DIR = "history"
+HISTORY_SUFFIX = ".json"
+QUARANTINE_SUMMARY_FILE = "quarantine_summary.json"
+
+
+def history_prefix(results_root: str) -> str:
+    """The folder of the batch runs' history: one small JSON object per run (S3 has no append), named by run id, so
+    listing it in key order lists the runs oldest first."""
+    return join(results_root, HISTORY_DIR)
+
+
+def history_record_path(results_root: str, run_id: str) -> str:
+    return join(history_prefix(results_root), f"{run_id}{HISTORY_SUFFIX}")
+
+
+def quarantine_summary_path(results_root: str) -> str:
+    """The last batch run's quarantine counts by table and reason, as JSON (pipeline/run_history.py)."""
+    return join(results_root, QUARANTINE_SUMMARY_FILE)
+
+
+# --- the job package for the aws runners (services/provision/jobs.py) --------------------------------------------
+def job_key(name: str) -> str:
+    """The key of one file of the job package (each provisioning run replaces them; the build is reproducible, so
+    an unchanged package uploads nothing)."""
+    return f"{JOBS_DIR}/{name}"

@@ -34,6 +34,14 @@ LOCAL_HOST = "127.0.0.1"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 WILDCARD_ADDRESSES = ("0.0.0.0", "::")  # a bind address, not a name a client uses
 ENDPOINT_FIELDS = ("aws_endpoint_url", "aws_endpoint_url_s3", "aws_endpoint_url_kinesis")
+# What unset settings become on the aws target (an explicit value wins).
+AWS_DEFAULTS: dict[str, object] = {
+    **dict.fromkeys(ENDPOINT_FIELDS),
+    "api_key_required": True,
+    "api_surface": "emulator",
+}
+# Tags of every AWS resource provisioning creates (`Settings.resource_tags`).
+PROJECT_TAG, PROJECT_TAG_VALUE, USER_TAG = "project", "pinterest-pipeline", "pipeline-user-id"
 # Each local service's port when its URL names none.
 REST_PROXY_PORT = 8082
 CONNECT_PORT = 8083
@@ -121,8 +129,13 @@ class Settings(BaseSettings):
     # API Gateway invoke URL; when empty, the URL written by provisioning (state/api_invoke_url) is used.
     api_invoke_url: str | None = None
     api_key: str | None = None
-    # Methods require `x-api-key` (usage plan + key); the key is API_KEY, else the one provisioning stored.
+    # Methods require `x-api-key` (usage plan + key); the key is API_KEY, else the one provisioning stored. Unset:
+    # false locally, true on the aws target (`_aws_target_defaults`).
     api_key_required: bool = False
+    # What the gateway exposes: `emulator` only the routes the emulator posts to (produce to the three topics,
+    # PutRecord/PutRecords on the streams); `full` also the rest of the REST proxy's API (`/{proxy+}`) and the
+    # Kinesis list/describe/create/delete routes. Unset: full locally (the integration tests use it), emulator on aws.
+    api_surface: Literal["emulator", "full"] = "full"
     api_stage: str = Field("prod", pattern=r"^[A-Za-z0-9_]{1,128}$")
     # The chain's three deadlines, in increasing order, so an answer is definitive before its caller gives up: the REST
     # proxy's delivery timeout (above) < API Gateway's integration timeout (AWS's default and REST APIs' usual cap
@@ -146,10 +159,36 @@ class Settings(BaseSettings):
     airflow_sensor_poke_seconds: int = Field(60, ge=1)
     # The Spark venv's spark-submit (Airflow has its own venv); empty means state/venv/bin/spark-submit.
     spark_submit: str | None = None
-    # PIPELINE_TARGET=aws runs the batch job on Databricks through this Airflow connection.
+    # aws runners (issue 18 items 2, 3, 7): where the jobs run on the aws target, and where the DAG is deployed.
+    # The batch DAG submits the job package `make provision` uploaded (services/provision/jobs.py) to this runner.
+    batch_runner: Literal["emr-serverless", "databricks"] = "emr-serverless"
+    # EMR Serverless: the application provisioning creates (or reuses, found by name) with this release; the job
+    # runs with the execution role (created by services/provision/iam.py or given here).
+    emr_serverless_release: str = "emr-spark-8.0.0"
+    emr_serverless_application_id: str | None = None
+    emr_serverless_execution_role_arn: str | None = None
+    # The runner's Python (minor version) the job's third-party packages are built for.
+    job_python_version: str = Field("3.11", pattern=r"^3\.\d{1,2}$")
+    # Who puts hadoop-aws and Delta on Spark's class path: the project (local mode, spark_jobs/fetch_jars.sh) or
+    # the cluster (EMR Serverless, Databricks: the job package's entry sets `cluster`).
+    spark_jars: Literal["project", "cluster"] = "project"
+    # Databricks: the run goes through this Airflow connection to an existing cluster.
     databricks_conn_id: str = "databricks_default"
     databricks_cluster_id: str | None = None
-    databricks_notebook_path: str | None = None
+    # MWAA (`make deploy-dag`): the environment's bucket and the folder of its DAGs; the Airflow version it runs
+    # (its constraints file goes into the uploaded requirements).
+    mwaa_bucket: str | None = None
+    mwaa_dags_prefix: str = "dags"
+    mwaa_requirements_key: str = "requirements.txt"
+    mwaa_airflow_version: str = "3.0.6"
+    mwaa_python_version: str = "3.12"
+
+    @property
+    def emr_serverless_application_name(self) -> str:
+        """The EMR Serverless application provisioning creates or reuses (found by this name)."""
+        return f"{self.pipeline_user_id}-spark"
+
+    # end of the aws runners block
     # Growth bounds kept by the maintenance DAG (local target; on AWS: see docs/design/s3-and-localstack.md).
     # VACUUM of the streaming job's Delta tables keeps files any version this recent references (Delta's default).
     delta_vacuum_retain_hours: int = Field(168, ge=1)
@@ -158,6 +197,11 @@ class Settings(BaseSettings):
     s3_topics_retention_days: int = Field(90, ge=0)
     # Airflow's task and DAG-processor logs are deleted this many days after their last write.
     airflow_log_retention_days: int = Field(30, ge=1)
+    # The console (services/console): a read-only web page of the running pipeline, on the bind host.
+    console_port: int = Field(8070, ge=1, le=65535)
+    # Host names the console answers (Host header, and Origin of a browser's request); empty: the bind host,
+    # loopback names and the compose service name (`console_allowed_host_names`).
+    console_allowed_hosts: list[str] = []
     spark_ui_port: int = Field(4040, ge=1, le=65535)
     # The Spark cluster: empty runs jobs in local[*] (native mode's default); Docker mode sets the standalone master
     # spark://127.0.0.1:<spark_master_port> that its spark-master and spark-worker containers run.
@@ -165,6 +209,52 @@ class Settings(BaseSettings):
     spark_master_port: int = Field(7077, ge=1, le=65535)
     spark_master_ui_port: int = Field(8081, ge=1, le=65535)
     spark_worker_ui_port: int = Field(8091, ge=1, le=65535)
+
+    # MSK Connect and IAM (issue 18 items 4, 5) ---------------------------------------------------------------------
+    # The MSK cluster, arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>: the IAM policies name its topics and
+    # groups, and an MSK Connect connector joins its VPC (subnets and security groups, unless set below).
+    msk_cluster_arn: str | None = Field(None, pattern=r"^arn:[a-z-]+:kafka:[a-z0-9-]+:\d{12}:cluster/[^/]+/[^/]+$")
+    # Who runs the S3 sink: a Kafka Connect worker at CONNECT_URL (the local stack, or one on the EC2 client), or MSK
+    # Connect (provisioning uploads the plugin and creates the connector: services/provision/msk_connect.py).
+    connect_runner: Literal["worker", "msk-connect"] = "worker"
+    msk_connect_subnets: list[str] = []
+    msk_connect_security_groups: list[str] = []
+    # Provisioned capacity: MSK Connect units per worker (1 MCU = 1 vCPU, 4 GiB) and workers.
+    msk_connect_mcu_count: Literal[1, 2, 4, 8] = 1
+    msk_connect_workers: int = Field(1, ge=1, le=10)
+    # An existing CloudWatch log group for the connector's worker logs; empty: no log delivery.
+    msk_connect_log_group: str | None = None
+    # The MWAA environment the execution role `<id>-mwaa` is for (its logs and metrics); the role is made only when
+    # it and MWAA_BUCKET (the aws runners' block, `make deploy-dag`) are set.
+    mwaa_environment_name: str | None = Field(None, pattern=r"^[A-Za-z][0-9A-Za-z_-]{0,79}$")
+    # Replication factor of the Connect worker's internal topics: 1 on the local single broker; -1 takes the
+    # cluster's default.replication.factor (MSK: 3 on a three-AZ cluster).
+    kafka_replication_factor: int = Field(1, ge=-1, le=16)
+
+    @field_validator("kafka_replication_factor")
+    @classmethod
+    def _check_replication_factor(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be a replica count (1, 3, ...) or -1 for the cluster's default, not 0")
+        return value
+
+    @property
+    def connect_worker_group(self) -> str:
+        """The self-managed Connect worker's group; on a (shared) MSK cluster it carries the user id."""
+        return "pipeline-connect" if self.pipeline_target == "local" else f"{self.pipeline_user_id}-connect"
+
+    def connect_storage_topic(self, kind: str) -> str:
+        """The worker's internal topic `kind` (configs, offsets, status); with the user id on AWS, as above."""
+        return f"_connect-{kind}" if self.pipeline_target == "local" else f"_connect-{self.pipeline_user_id}-{kind}"
+
+    @property
+    def msk_connect_plugin_prefix(self) -> str:
+        """MSK Connect custom plugins are immutable: one per plugin content, `<id>-s3-sink-<content hash>`."""
+        return f"{self.pipeline_user_id}-s3-sink-"
+
+    def iam_name(self, part: str) -> str:
+        """The name of the IAM role (and its inline policy, instance profile) of one part of the pipeline."""
+        return f"{self.pipeline_user_id}-{part}"
 
     @field_validator("pipeline_user_id")
     @classmethod
@@ -222,17 +312,27 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _aws_target_has_no_local_endpoint(self) -> Settings:
+    def _aws_target_defaults(self) -> Settings:
+        """On the aws target, unset values take their account defaults: no local endpoint, an API key, only the
+        emulator's routes on the gateway."""
         if self.pipeline_target == "aws":
             fields_set = self.model_fields_set
-            # The local default must not leak into the AWS target; an explicit value (e.g. a VPC endpoint) may.
-            for name in ENDPOINT_FIELDS:
+            for name, value in AWS_DEFAULTS.items():
                 if name not in fields_set:
-                    setattr(self, name, None)
-            for name in ENDPOINT_FIELDS:
-                value = getattr(self, name)
-                if value and is_local_url(value):
-                    raise ValueError(f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws")
+                    setattr(self, name, value)
+        return self
+
+    @model_validator(mode="after")
+    def _aws_target_has_no_local_endpoint(self) -> Settings:
+        # The local default was dropped above; an explicit value (e.g. a VPC endpoint) may stay, unless it is local.
+        if self.pipeline_target == "aws":
+            local = [
+                f"{name.upper()}={value} points at this machine, but PIPELINE_TARGET=aws (leave it empty)"
+                for name in ENDPOINT_FIELDS
+                if (value := getattr(self, name)) and is_local_url(value)
+            ]
+            if local:
+                raise ValueError("\n".join(local))
         return self
 
     # --- derived names (docs/contract.md) ----------------------------------------------------------------------
@@ -286,6 +386,12 @@ class Settings(BaseSettings):
         return f"{self.pipeline_user_id}-pinterest-api"
 
     @property
+    def resource_tags(self) -> dict[str, str]:
+        """Tags on every AWS resource provisioning creates (where AWS supports tags); teardown deletes only resources
+        with these tags and one of the project's names."""
+        return {PROJECT_TAG: PROJECT_TAG_VALUE, USER_TAG: self.pipeline_user_id}
+
+    @property
     def role_name(self) -> str:
         """API Gateway's execution role (it writes to Kinesis)."""
         return f"{self.pipeline_user_id}-kinesis-access-role"
@@ -311,7 +417,7 @@ class Settings(BaseSettings):
     @property
     def results_uri(self) -> str:
         """The batch job's default results root."""
-        return layout.s3a_uri(self.bucket, layout.RESULTS_DIR)
+        return layout.batch_job_paths(self.bucket_uri)["results"]
 
     @property
     def warehouse_uri(self) -> str:
@@ -336,11 +442,18 @@ class Settings(BaseSettings):
         """REST_PROXY_ALLOWED_HOSTS, or by default the names the stack reaches the proxy by: the host of
         REST_PROXY_URL (API Gateway's integration calls it there), the bind host, loopback, and docker-compose.yml's
         service name with either separator (Docker mode uses the host's network, but a bridge network would not)."""
-        if self.rest_proxy_allowed_hosts:
-            return list(self.rest_proxy_allowed_hosts)
-        names = [urlsplit(self.rest_proxy_url).hostname or "", self.bind_host, *LOOPBACK_NAMES, "rest_proxy"]
-        names.append("rest-proxy")
-        return list(dict.fromkeys(name for name in names if name and name not in WILDCARD_ADDRESSES))
+        default = [urlsplit(self.rest_proxy_url).hostname or "", self.bind_host, "rest_proxy", "rest-proxy"]
+        return _host_names(self.rest_proxy_allowed_hosts, default)
+
+    @property
+    def console_allowed_host_names(self) -> list[str]:
+        """CONSOLE_ALLOWED_HOSTS, or the bind host, loopback names and docker-compose.yml's service name."""
+        return _host_names(self.console_allowed_hosts, [self.bind_host, "console"])
+
+    @property
+    def console_url(self) -> str:
+        host = "127.0.0.1" if self.bind_host in WILDCARD_ADDRESSES else self.bind_host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.console_port}"
 
     @property
     def kafka_bootstrap_address(self) -> tuple[str, int]:
@@ -479,6 +592,15 @@ def _check_table(table: str) -> str:
     return table
 
 
+def _host_names(explicit: list[str], default: list[str]) -> list[str]:
+    """An HTTP service's allowed host names: the explicit list, or `default` plus the loopback names (never a
+    wildcard bind address, which no client uses as a name)."""
+    if explicit:
+        return list(explicit)
+    names = [*default, *LOOPBACK_NAMES]
+    return list(dict.fromkeys(name for name in names if name and name not in WILDCARD_ADDRESSES))
+
+
 def _port(url: str | None, default: int) -> int:
     return (urlsplit(url).port if url else None) or default
 
@@ -494,8 +616,12 @@ class SettingsError(SystemExit):
 def format_validation_error(error: ValidationError) -> str:
     lines = ["Invalid pipeline settings (check your environment and .env):"]
     for item in error.errors():
-        variable = ".".join(str(part) for part in item["loc"]).upper() or "settings"
-        lines.append(f"  {variable}: {item['msg']}")
+        variable = ".".join(str(part) for part in item["loc"]).upper()
+        # A model-level check names its variables itself, one problem a line.
+        lines += [
+            f"  {variable}: {msg}" if variable else f"  {msg}"
+            for msg in item["msg"].removeprefix("Value error, ").splitlines()
+        ]
     return "\n".join(lines)
 
 

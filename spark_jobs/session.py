@@ -134,7 +134,8 @@ def build_spark(
     settings = settings or get_settings()
     os.environ.setdefault("SPARK_LOCAL_IP", settings.bind_host)  # what the driver and its UI bind
     launched_by_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ  # the JVM exists, configured by spark-submit
-    if master is None and not launched_by_spark_submit:
+    on_runner = settings.spark_jars == "cluster"  # EMR Serverless, Databricks: the runner's session and master
+    if master is None and not launched_by_spark_submit and not on_runner:
         master = settings.spark_master or DEFAULT_MASTER
     if settings.pipeline_target == "local":
         reclaim_local_dirs(settings)
@@ -145,7 +146,11 @@ def build_spark(
 
 
 def require_jars(settings: Settings, paths: list[str]) -> None:
-    """Fail early with the fix when an s3a:// path is used but the S3A jars were never fetched."""
+    """Fail early with the fix when an s3a:// path is used but the S3A jars were never fetched. Only where the
+    project manages the jars (`SPARK_JARS=project`, local mode): on EMR Serverless and Databricks hadoop-aws and
+    Delta are on the cluster's class path, and the job package's entry sets `SPARK_JARS=cluster`."""
+    if settings.spark_jars != "project":
+        return
     if any(path.startswith("s3a://") for path in paths) and not jar_paths(settings):
         raise SystemExit(f"s3a:// paths need hadoop-aws, but {jar_dir(settings)} holds no jars: {FETCH_HINT}")
 

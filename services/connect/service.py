@@ -1,7 +1,11 @@
 """Kafka Connect in distributed mode (one worker) running the project's S3 sink plugin.
 
 Same jars as the broker (<state>/jars/kafka, from services/kafka/fetch.sh); the plugin is built from
-services/s3_sink into <state>/jars/connect-plugins. Connectors are registered by provisioning
+services/s3_sink into <state>/jars/connect-plugins. With `KAFKA_AUTH=iam` (a worker on the EC2 client, against MSK)
+the worker, its sink consumers, producers and admin clients authenticate with SASL_SSL + AWS_MSK_IAM, and Amazon's
+aws-msk-iam-auth (services/connect/pom.xml, in <state>/jars/connect-iam) joins the classpath; the internal topics
+and the worker's group then carry the user id (`Settings.connect_storage_topic`, `connect_worker_group`), and their
+replication factor is `KAFKA_REPLICATION_FACTOR`. Connectors are registered by provisioning
 (services/provision/kafka.py), not here. Ready when the REST API lists connectors and our plugin is loaded;
 healthy (what `make status` also checks) when no connector and no task is FAILED, e.g. a sink task that gave up
 after S3 stayed unreachable while it opened its partitions. `up` does not wait for health: restarting the worker
@@ -22,8 +26,30 @@ SINK_CLASS = "pipeline.s3sink.S3SinkConnector"
 HEAP = ["-Xms256m", "-Xmx768m"]
 
 
+# Amazon's MSK IAM client (https://github.com/aws/aws-msk-iam-auth): what MSK's IAM listener expects of a Java client.
+IAM_AUTH = {
+    "security.protocol": "SASL_SSL",
+    "sasl.mechanism": "AWS_MSK_IAM",
+    "sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
+    "sasl.client.callback.handler.class": "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
+}
+# The worker's own clients, then those it makes for tasks: sink consumers, source producers, admin clients (DLQ topics).
+CLIENT_PREFIXES = ("", "consumer.", "producer.", "admin.")
+
+
 def plugins_dir(settings: Settings) -> Path:
     return settings.tools_dir / "jars" / "connect-plugins"
+
+
+def iam_jars_dir(settings: Settings) -> Path:
+    return settings.tools_dir / "jars" / "connect-iam"
+
+
+def auth_properties(settings: Settings) -> dict[str, str]:
+    """The client authentication of the worker and of every client it makes: none on the local broker."""
+    if settings.kafka_auth != "iam":
+        return {}
+    return {prefix + key: value for prefix in CLIENT_PREFIXES for key, value in IAM_AUTH.items()}
 
 
 def config_path(settings: Settings) -> Path:
@@ -32,18 +58,19 @@ def config_path(settings: Settings) -> Path:
 
 def worker_properties(settings: Settings) -> dict[str, str]:
     host, port = settings.connect_address
+    replication = str(settings.kafka_replication_factor)
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
-        "group.id": "pipeline-connect",
+        "group.id": settings.connect_worker_group,
         # Raw bytes in and out: the sink writes each record value as its JSON line (see JsonLines.java).
         "key.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
         "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter",
-        "config.storage.topic": "_connect-configs",
-        "offset.storage.topic": "_connect-offsets",
-        "status.storage.topic": "_connect-status",
-        "config.storage.replication.factor": "1",
-        "offset.storage.replication.factor": "1",
-        "status.storage.replication.factor": "1",
+        "config.storage.topic": settings.connect_storage_topic("configs"),
+        "offset.storage.topic": settings.connect_storage_topic("offsets"),
+        "status.storage.topic": settings.connect_storage_topic("status"),
+        "config.storage.replication.factor": replication,
+        "offset.storage.replication.factor": replication,
+        "status.storage.replication.factor": replication,
         "offset.storage.partitions": "5",
         "status.storage.partitions": "1",
         # preCommit (which also uploads objects older than rotate.interval.ms) runs this often.
@@ -61,6 +88,7 @@ def worker_properties(settings: Settings) -> dict[str, str]:
         "plugin.path": str(plugins_dir(settings)),
         # Plugins declare themselves in META-INF/services; skipping the reflective scan saves seconds at start.
         "plugin.discovery": "service_load",
+        **auth_properties(settings),
     }
 
 
@@ -68,6 +96,11 @@ def prepare(settings: Settings) -> None:
     kafka.check_installed(settings)
     if not any(plugins_dir(settings).glob("s3-sink/s3-sink-*.jar")):
         raise SystemExit(f"S3 sink plugin missing in {plugins_dir(settings)}: run `bash services/kafka/fetch.sh`")
+    if settings.kafka_auth == "iam" and not any(iam_jars_dir(settings).glob("aws-msk-iam-auth-*.jar")):
+        raise SystemExit(
+            f"KAFKA_AUTH=iam, but the MSK IAM client is missing in {iam_jars_dir(settings)}: run "
+            "`bash services/kafka/fetch.sh` (or make setup)"
+        )
     kafka.write_properties(config_path(settings), worker_properties(settings))
 
 
@@ -134,7 +167,11 @@ def service(settings: Settings) -> Service:
     return Service(
         name="connect",
         command=kafka.java_command(
-            settings, "org.apache.kafka.connect.cli.ConnectDistributed", str(config_path(settings)), heap=HEAP
+            settings,
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            str(config_path(settings)),
+            heap=HEAP,
+            extra_classpath=(iam_jars_dir(settings),) if settings.kafka_auth == "iam" else (),
         ),
         ports=(port,),
         ready=ready,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Puts Kafka's and Kafka Connect's runtime jars (Maven Central, via services/kafka/pom.xml) into .state/jars/kafka and
-# builds the project's S3 sink plugin (services/s3_sink) into .state/jars/connect-plugins/s3-sink.
+# builds the project's S3 sink plugin (services/s3_sink) into .state/jars/connect-plugins/s3-sink; the Connect worker's
+# MSK IAM client (services/connect/pom.xml) goes to .state/jars/connect-iam.
 # Idempotent: each part is redone only when its pom or sources changed; Maven caches downloads in ~/.m2.
 # Called by scripts/setup.sh. Needs a JDK 17+ and Maven (installed from Debian when missing).
 set -euo pipefail
@@ -27,13 +28,19 @@ mvn_quiet() {
   fi
 }
 
-jars="$STATE/jars/kafka"
-if [ ! -f "$jars/.complete" ] || [ services/kafka/pom.xml -nt "$jars/.complete" ]; then
-  log "fetching Kafka and Kafka Connect jars into $jars (about 55 MB on the first run)"
-  rm -rf "$jars"
-  mvn_quiet -f services/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$jars"
-  touch "$jars/.complete"
-fi
+# copy_jars POM DIR WHAT: the runtime dependencies of POM into DIR, again only when POM changed.
+copy_jars() {
+  local pom=$1 dir=$2
+  if [ ! -f "$dir/.complete" ] || [ "$pom" -nt "$dir/.complete" ]; then
+    log "fetching $3 into $dir"
+    rm -rf "$dir"
+    mvn_quiet -f "$pom" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$dir"
+    touch "$dir/.complete"
+  fi
+}
+
+copy_jars services/kafka/pom.xml "$STATE/jars/kafka" "Kafka and Kafka Connect jars (about 55 MB on the first run)"
+copy_jars services/connect/pom.xml "$STATE/jars/connect-iam" "the Connect worker's MSK IAM client (KAFKA_AUTH=iam, 14 MB)"
 
 plugin="$STATE/jars/connect-plugins/s3-sink"
 if [ ! -f "$plugin/.complete" ] || [ -n "$(find services/s3_sink/pom.xml services/s3_sink/src -newer "$plugin/.complete" | head -1)" ]; then

@@ -35,15 +35,18 @@ def config_path(settings: Settings) -> Path:
     return settings.run_dir / "kafka" / "server.properties"
 
 
-def java_command(settings: Settings, main_class: str, *args: str, heap: list[str] = HEAP) -> list[str]:
-    """A JVM on the Kafka classpath; shared with Kafka Connect, which runs from the same jars."""
+def java_command(
+    settings: Settings, main_class: str, *args: str, heap: list[str] = HEAP, extra_classpath: tuple[Path, ...] = ()
+) -> list[str]:
+    """A JVM on the Kafka classpath (and `extra_classpath` folders); shared with Kafka Connect, which runs from the same
+    jars."""
     return [
         shutil.which("java") or "java",
         *heap,
         *JVM_FLAGS,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-cp",
-        f"{jars_dir(settings)}/*",
+        ":".join(f"{folder}/*" for folder in [jars_dir(settings), *extra_classpath]),
         main_class,
         *args,
     ]
@@ -96,20 +99,28 @@ def check_installed(settings: Settings) -> None:
         )
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as Kafka's own `Uuid.randomUuid()` makes it: url-safe base64 of 16 random bytes, never
+    starting with "-", which a command line would read as an option (1 start in 64 did, and failed the format)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def prepare(settings: Settings) -> None:
     check_installed(settings)
     write_properties(config_path(settings), server_properties(settings))
     if (data_dir(settings) / "meta.properties").exists():
         return
     data_dir(settings).mkdir(parents=True, exist_ok=True)
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = new_cluster_id()
     print(f"formatting Kafka log directory {data_dir(settings)} (cluster {cluster_id}) ...", flush=True)
     command = java_command(
         settings,
         "kafka.tools.StorageTool",
         "format",
-        "--cluster-id",
-        cluster_id,
+        f"--cluster-id={cluster_id}",
         "--config",
         str(config_path(settings)),
         "--standalone",

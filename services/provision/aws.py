@@ -9,12 +9,19 @@ definition (resources, methods, integrations, models, validators) in one call, s
 never leaves half-updated routes behind, and is exactly the artefact a real account receives. The API itself is
 found by name, so re-runs update it instead of creating duplicates; a new deployment then moves the stage.
 
+What the API exposes is `API_SURFACE` (settings): `emulator`, the aws default, only the routes the emulator posts to
+(produce to the user's three topics, PutRecord/PutRecords); `full`, the local default, also `/{proxy+}` (the whole
+REST proxy API) and the stream list/describe/create/delete routes. On the aws target every resource created here is
+tagged `settings.resource_tags`, and the `deprovision_*` functions delete only what has those tags (teardown.py).
+
 The Kinesis integrations follow the AWS tutorial "Create a REST API as an Amazon Kinesis proxy" (mapping templates,
-Content-Type header mapping, execution role), with two deliberate differences:
+Content-Type header mapping, execution role), with three deliberate differences:
 - PutRecords encodes each record with `$input.json('$.records[i].data')` instead of the tutorial's
   `$util.base64Encode($elem.data)`: on AWS an object interpolated from `$input.path` renders as a Java map
   (`{ind=1, ...}`), not JSON, while LocalStack's `base64Encode` JSON-encodes it. `$input.json` is JSON on both,
   matching PutRecord's `$input.json('$.Data')`.
+- Client-controlled strings (stream name, partition keys) are escaped with `$util.escapeJavaScript` (see `escaped`),
+  so a request cannot add keys to the Kinesis call; the tutorial interpolates them raw.
 - The two write methods have a request validator with a JSON-schema model, so a body that is not JSON or misses
   Data/PartitionKey gets a 400 from the gateway and nothing reaches Kinesis; Kinesis errors (unknown stream, ...)
   come back as 400 with Kinesis's own message through a `4\\d{2}` integration response.
@@ -27,13 +34,16 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError, WaiterError
 
 from pipeline.private import write_private
-from pipeline.settings import Settings, is_local_url
+from pipeline.settings import TABLES, Settings
+from services.provision import preflight, teardown
+from services.provision.iam import ensure_api_role
 
 STREAM_WAIT = {"Delay": 1, "MaxAttempts": 300}
 RECREATE_WAIT = {"Delay": 1, "MaxAttempts": 60}
@@ -42,30 +52,41 @@ API_KEY_SCHEME = "api_key"
 BODY_VALIDATOR = "validate-body"
 
 # Mapping templates (AWS tutorial "Create a REST API as an Amazon Kinesis proxy"; PutRecords: see module docstring).
+# Every client-controlled string is escaped into its JSON string (`escaped`), every other value is rendered by
+# `$input.json` (always valid JSON), so no path parameter or body field can add keys to the Kinesis request.
 LIST_STREAMS_TEMPLATE = "{}"
-STREAM_NAME_TEMPLATE = """{
-    "StreamName": "$input.params('stream-name')"
-}"""
-CREATE_STREAM_TEMPLATE = """{
-    "ShardCount": #if($input.path('$.ShardCount') == '') 5 #else $input.path('$.ShardCount') #end,
-    "StreamName": "$input.params('stream-name')"
-}"""
-PUT_RECORD_TEMPLATE = """{
-    "StreamName": "$input.params('stream-name')",
+
+
+def escaped(expression: str) -> str:
+    """A VTL expression rendered as the content of a JSON string. `$util.escapeJavaScript` escapes quotes,
+    backslashes and control characters, and also `'` as `\\'`, which is not JSON: AWS's documented fix turns it back."""
+    return f"""$util.escapeJavaScript({expression}).replaceAll("\\\\'", "'")"""
+
+
+STREAM_NAME = escaped("$input.params('stream-name')")
+STREAM_NAME_TEMPLATE = f"""{{
+    "StreamName": "{STREAM_NAME}"
+}}"""
+CREATE_STREAM_TEMPLATE = f"""{{
+    "ShardCount": #if($input.path('$.ShardCount') == '') 5 #else $input.json('$.ShardCount') #end,
+    "StreamName": "{STREAM_NAME}"
+}}"""
+PUT_RECORD_TEMPLATE = f"""{{
+    "StreamName": "{STREAM_NAME}",
     "Data": "$util.base64Encode($input.json('$.Data'))",
-    "PartitionKey": "$input.path('$.PartitionKey')"
-}"""
-PUT_RECORDS_TEMPLATE = """{
-    "StreamName": "$input.params('stream-name')",
+    "PartitionKey": "{escaped("$input.path('$.PartitionKey')")}"
+}}"""
+PUT_RECORDS_TEMPLATE = f"""{{
+    "StreamName": "{STREAM_NAME}",
     "Records": [
        #foreach($elem in $input.path('$.records'))
-          {
+          {{
             "Data": "$util.base64Encode($input.json("$.records[$foreach.index].data"))",
-            "PartitionKey": "$elem.partition-key"
-          }#if($foreach.hasNext),#end
+            "PartitionKey": "{escaped("$elem.partition-key")}"
+          }}#if($foreach.hasNext),#end
         #end
     ]
-}"""
+}}"""
 
 # Draft-04 JSON schema that is also a valid OpenAPI 3.0 schema (no type lists, no "null" type). Data is a row
 # object (docs/contract.md §2); the partition key is a string, as Kinesis defines it.
@@ -123,7 +144,25 @@ def provision_streams(settings: Settings, dry_run: bool) -> list[str]:
     if dry_run:
         return [f"would ensure Kinesis stream {name} ({capacity}) is ACTIVE" for name in settings.streams]
     kinesis = _client(settings, "kinesis")
-    return [_ensure_stream(kinesis, name, settings.kinesis_shards) for name in settings.streams]
+    lines = []
+    for name in settings.streams:
+        lines.append(_ensure_stream(kinesis, name, settings.kinesis_shards))
+        if settings.pipeline_target == "aws":  # the local Kinesis store keeps no tags; teardown is for AWS
+            kinesis.add_tags_to_stream(StreamName=name, Tags=settings.resource_tags)
+    return lines
+
+
+def deprovision_streams(settings: Settings, dry_run: bool) -> list[str]:
+    """Delete the user's streams that carry the project's tags (with `dry_run`, list them)."""
+    kinesis = _client(settings, "kinesis")
+    found = []
+    for name in settings.streams:
+        if (summary := _describe_stream(kinesis, name)) is None:
+            continue
+        tags = {t["Key"]: t["Value"] for t in kinesis.list_tags_for_stream(StreamName=name)["Tags"]}
+        what = f"Kinesis stream {name} ({summary.get('OpenShardCount')} open shard(s), {_mode(summary).lower()})"
+        found.append(teardown.Found(what, tags, partial(delete_streams, settings, [name], wait=True)))
+    return teardown.sweep(settings, dry_run, found)
 
 
 def delete_streams(settings: Settings, names: Iterable[str], wait: bool = False) -> None:
@@ -159,6 +198,10 @@ def _describe_stream(kinesis, name: str) -> dict[str, Any] | None:
         return None
 
 
+def _mode(summary: dict[str, Any]) -> str:
+    return summary.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
+
+
 def _ensure_stream(kinesis, name: str, shards: int) -> str:
     summary = _describe_stream(kinesis, name)
     if summary and summary["StreamStatus"] == "DELETING":
@@ -174,74 +217,12 @@ def _ensure_stream(kinesis, name: str, shards: int) -> str:
             pass  # created by a concurrent run; waiting below is all that is left to do
     kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig=STREAM_WAIT)
     summary = _describe_stream(kinesis, name) or {}
-    mode = summary.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
+    mode = _mode(summary)
     open_shards = summary.get("OpenShardCount")
     line = f"{action} {name}: {summary.get('StreamStatus')}, {open_shards} open shard(s), {mode.lower()}"
     if action == "exists" and shards and mode == "PROVISIONED" and open_shards != shards:
         line += f" (KINESIS_SHARDS={shards}; an existing stream is not resharded)"
     return line
-
-
-# --- execution role --------------------------------------------------------------------------------------------
-def trust_policy() -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "apigateway.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
-
-
-def kinesis_policy(settings: Settings, role_arn: str) -> dict[str, Any]:
-    """What the API may do in Kinesis: list everything, touch only this user's `streaming-<id>-*` streams."""
-    partition, account = role_arn.split(":")[1], role_arn.split(":")[4]
-    streams = settings.streams_arn(partition, account)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Action": ["kinesis:ListStreams"], "Resource": "*"},
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "kinesis:PutRecord",
-                    "kinesis:PutRecords",
-                    "kinesis:DescribeStream",
-                    "kinesis:DescribeStreamSummary",
-                    "kinesis:CreateStream",
-                    "kinesis:DeleteStream",
-                ],
-                "Resource": streams,
-            },
-        ],
-    }
-
-
-def _ensure_role(settings: Settings) -> tuple[str, str]:
-    iam = _client(settings, "iam")
-    name = settings.role_name
-    trust = json.dumps(trust_policy())
-    try:
-        role = iam.get_role(RoleName=name)["Role"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=trust,
-            Description="Lets API Gateway call Kinesis for the pipeline's streaming front door",
-        )["Role"]
-        action = "created"
-    else:
-        action = "updated"
-    try:
-        if action == "updated":
-            iam.update_assume_role_policy(RoleName=name, PolicyDocument=trust)
-        policy = json.dumps(kinesis_policy(settings, role["Arn"]))
-        iam.put_role_policy(RoleName=name, PolicyName="kinesis-front-door", PolicyDocument=policy)
-    except ClientError as error:
-        # Accounts handed out for courses often pre-create this role and deny IAM writes: use the role as it is.
-        if error.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
-            raise
-        return role["Arn"], f"using existing execution role {role['Arn']} as is (no permission to update it)"
-    return role["Arn"], f"{action} execution role {role['Arn']}"
 
 
 # --- REST API definition ---------------------------------------------------------------------------------------
@@ -288,45 +269,61 @@ def build_openapi(settings: Settings, role_arn: str) -> dict[str, Any]:
             operation["security"] = security
         return operation
 
-    proxy: dict[str, Any] = {
-        "operationId": "RestProxy",
-        "parameters": [_path_parameter("proxy")],
-        "responses": {"200": {"description": "200 response"}},
-        "x-amazon-apigateway-integration": {
-            "type": "http_proxy",
-            "httpMethod": "ANY",
-            "uri": f"{settings.rest_proxy_url.rstrip('/')}/{{proxy}}",
-            "requestParameters": {"integration.request.path.proxy": "method.request.path.proxy"},
-            "passthroughBehavior": "when_no_match",
-            "timeoutInMillis": settings.gateway_timeout_ms,
-            "responses": {"default": {"statusCode": "200"}},
+    def rest_proxy_method(operation_id: str, http_method: str, path: str) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "operationId": operation_id,
+            "responses": {"200": {"description": "200 response"}},
+            "x-amazon-apigateway-integration": {
+                "type": "http_proxy",
+                "httpMethod": http_method,
+                "uri": f"{settings.rest_proxy_url.rstrip('/')}/{path}",
+                "passthroughBehavior": "when_no_match",
+                "timeoutInMillis": settings.gateway_timeout_ms,
+                "responses": {"default": {"statusCode": "200"}},
+            },
+        }
+        if path == "{proxy}":
+            operation["parameters"] = [_path_parameter("proxy")]
+            operation["x-amazon-apigateway-integration"]["requestParameters"] = {
+                "integration.request.path.proxy": "method.request.path.proxy"
+            }
+        if security:
+            operation["security"] = security
+        return operation
+
+    paths: dict[str, Any] = {
+        "/streams/{stream-name}/record": {"put": kinesis_method("PutRecord", PUT_RECORD_TEMPLATE, "PutRecordInput")},
+        "/streams/{stream-name}/records": {
+            "put": kinesis_method("PutRecords", PUT_RECORDS_TEMPLATE, "PutRecordsInput")
         },
     }
-    if security:
-        proxy["security"] = security
-
-    return {
-        "openapi": "3.0.1",
-        "info": {
-            "title": settings.api_name,
-            "description": "Pinterest pipeline front door: Kafka REST proxy (/{proxy+}) and Kinesis (/streams)",
-            "version": "1",
-        },
-        "paths": {
-            "/{proxy+}": {"x-amazon-apigateway-any-method": proxy},
+    if settings.api_surface == "full":
+        paths |= {
+            "/{proxy+}": {"x-amazon-apigateway-any-method": rest_proxy_method("RestProxy", "ANY", "{proxy}")},
             "/streams": {"get": kinesis_method("ListStreams", LIST_STREAMS_TEMPLATE)},
             "/streams/{stream-name}": {
                 "get": kinesis_method("DescribeStream", STREAM_NAME_TEMPLATE),
                 "post": kinesis_method("CreateStream", CREATE_STREAM_TEMPLATE),
                 "delete": kinesis_method("DeleteStream", STREAM_NAME_TEMPLATE),
             },
-            "/streams/{stream-name}/record": {
-                "put": kinesis_method("PutRecord", PUT_RECORD_TEMPLATE, "PutRecordInput")
-            },
-            "/streams/{stream-name}/records": {
-                "put": kinesis_method("PutRecords", PUT_RECORDS_TEMPLATE, "PutRecordsInput")
-            },
+        }
+    else:
+        # Only what the emulator posts: produce to the user's three topics, each named (no other topic, none of
+        # the proxy's consumer API; the proxy itself has no access control), and the two write routes above (the
+        # execution role limits them to the user's streams).
+        paths |= {
+            f"/topics/{topic}": {"post": rest_proxy_method(f"Produce{table.title()}", "POST", f"topics/{topic}")}
+            for table, topic in zip(TABLES, settings.topics, strict=True)
+        }
+
+    return {
+        "openapi": "3.0.1",
+        "info": {
+            "title": settings.api_name,
+            "description": "Pinterest pipeline front door: Kafka REST proxy (/topics) and Kinesis (/streams)",
+            "version": "1",
         },
+        "paths": paths,
         "components": {
             "schemas": MODELS,
             "securitySchemes": {API_KEY_SCHEME: {"type": "apiKey", "name": "x-api-key", "in": "header"}},
@@ -338,10 +335,30 @@ def build_openapi(settings: Settings, role_arn: str) -> dict[str, Any]:
     }
 
 
+def describe_routes(document: dict[str, Any]) -> list[str]:
+    """`VERB /path -> where` for each operation of the document (the dry run's plan)."""
+    lines = []
+    for path, operations in document["paths"].items():
+        for verb, operation in operations.items():
+            integration = operation["x-amazon-apigateway-integration"]
+            uri = integration["uri"]
+            where = f"Kinesis {uri.rpartition('/')[2]}" if integration["type"] == "aws" else uri
+            lines.append(
+                f"{verb.removeprefix('x-amazon-apigateway-').removesuffix('-method').upper()} {path} -> {where}"
+            )
+    return lines
+
+
+def kinesis_actions(settings: Settings) -> list[str]:
+    """The Kinesis actions the API's routes call (`kinesis:<Action>`), all the execution role needs on the streams."""
+    document = build_openapi(settings, role_arn="")
+    uris = [op["x-amazon-apigateway-integration"]["uri"] for ops in document["paths"].values() for op in ops.values()]
+    return sorted({f"kinesis:{uri.rpartition('/')[2]}" for uri in uris if ":kinesis:action/" in uri})
+
+
 # --- REST API, stage, key --------------------------------------------------------------------------------------
 def _rest_apis(apigw) -> Iterator[dict[str, Any]]:
-    for page in apigw.get_paginator("get_rest_apis").paginate():
-        yield from page.get("items", [])
+    return _pages(apigw, "get_rest_apis")
 
 
 def _ensure_rest_api(settings: Settings, apigw) -> tuple[str, list[str]]:
@@ -349,10 +366,11 @@ def _ensure_rest_api(settings: Settings, apigw) -> tuple[str, list[str]]:
     found = [api for api in _rest_apis(apigw) if api["name"] == name]
     if found:
         found.sort(key=lambda api: api.get("createdDate") or 0)
+        adopt(settings, apigw, "restapis", found[0])
         lines = [f"found REST API {name} ({found[0]['id']})"]
         lines += [f"WARNING: another REST API named {name} exists ({api['id']}); not touched" for api in found[1:]]
         return found[0]["id"], lines
-    tags = {"project": "pinterest-pipeline", "pipeline-user-id": settings.pipeline_user_id}
+    tags = settings.resource_tags
     if settings.pipeline_target == "local":
         # LocalStack honours this tag as the API id, so the invoke URL survives an emulator restart. API ids are
         # 10 characters; a hash of the user id (not a prefix) keeps users apart.
@@ -414,18 +432,23 @@ def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
     for stale in (k for k in keys if k is not key):
         apigw.delete_api_key(apiKey=stale["id"])  # a key's value cannot be changed in place
     if key is None:
-        key = apigw.create_api_key(name=name, value=value, enabled=True)
-    elif not key.get("enabled", True):
-        apigw.update_api_key(apiKey=key["id"], patchOperations=[{"op": "replace", "path": "/enabled", "value": "true"}])
+        key = apigw.create_api_key(name=name, value=value, enabled=True, tags=settings.resource_tags)
+    else:
+        adopt(settings, apigw, "apikeys", key)
+        if not key.get("enabled", True):
+            operation = {"op": "replace", "path": "/enabled", "value": "true"}
+            apigw.update_api_key(apiKey=key["id"], patchOperations=[operation])
 
     plan_name = settings.usage_plan_name
     stage = {"apiId": api_id, "stage": settings.api_stage}
     plan = next((p for p in apigw.get_usage_plans().get("items", []) if p["name"] == plan_name), None)
     if plan is None:
-        plan = apigw.create_usage_plan(name=plan_name, apiStages=[stage])
-    elif stage not in [{"apiId": s["apiId"], "stage": s["stage"]} for s in plan.get("apiStages", [])]:
-        operation = {"op": "add", "path": "/apiStages", "value": f"{api_id}:{settings.api_stage}"}
-        apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=[operation])
+        plan = apigw.create_usage_plan(name=plan_name, apiStages=[stage], tags=settings.resource_tags)
+    else:
+        adopt(settings, apigw, "usageplans", plan)
+        if stage not in [{"apiId": s["apiId"], "stage": s["stage"]} for s in plan.get("apiStages", [])]:
+            operation = {"op": "add", "path": "/apiStages", "value": f"{api_id}:{settings.api_stage}"}
+            apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=[operation])
     try:
         apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
     except ClientError as error:
@@ -438,28 +461,100 @@ def _ensure_api_key(settings: Settings, apigw, api_id: str) -> list[str]:
     return [f"methods require x-api-key: key {name} ({key['id']}) in usage plan {plan_name}; value in {where}"]
 
 
+def _tag_role(settings: Settings) -> list[str]:
+    """On the aws target, tag the execution role so that teardown knows it as the project's."""
+    if settings.pipeline_target != "aws":
+        return []
+    try:
+        _client(settings, "iam").tag_role(RoleName=settings.role_name, Tags=teardown.tag_list(settings))
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in ("AccessDenied", "AccessDeniedException"):
+            raise
+        return [f"could not tag role {settings.role_name} (no permission): teardown will keep it"]
+    return []
+
+
+def adopt(settings: Settings, apigw, kind: str, item: dict[str, Any]) -> None:
+    """On the aws target, tag an API Gateway resource found by name that lacks the project's tags (made by an older
+    provisioning run), so that teardown knows it. `kind`: restapis, usageplans or apikeys."""
+    if settings.pipeline_target == "aws" and not teardown.tagged(item.get("tags", {}), settings):
+        arn = f"arn:{apigw.meta.partition}:apigateway:{settings.aws_region}::/{kind}/{item['id']}"
+        apigw.tag_resource(resourceArn=arn, tags=settings.resource_tags)
+
+
+def _by_name(items: Iterable[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [item for item in items if item.get("name") == name]
+
+
+def _pages(apigw, operation: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    for page in apigw.get_paginator(operation).paginate(**kwargs):
+        yield from page.get("items", [])
+
+
+def deprovision_api(settings: Settings, dry_run: bool) -> list[str]:
+    """Delete the usage plan, API key, REST API and execution role that carry the project's tags, and the invoke
+    URL and key provisioning stored (with `dry_run`, list them)."""
+    apigw = _client(settings, "apigateway")
+    found = []
+    for plan in _by_name(_pages(apigw, "get_usage_plans"), settings.usage_plan_name):
+        found.append(
+            teardown.Found(
+                f"usage plan {plan['name']} ({plan['id']})", plan.get("tags", {}), partial(_delete_plan, apigw, plan)
+            )
+        )
+    for key in _by_name(_pages(apigw, "get_api_keys", nameQuery=settings.api_key_name), settings.api_key_name):
+        found.append(
+            teardown.Found(
+                f"API key {key['name']} ({key['id']})",
+                key.get("tags", {}),
+                partial(apigw.delete_api_key, apiKey=key["id"]),
+            )
+        )
+    for api in _by_name(_rest_apis(apigw), settings.api_name):
+        found.append(
+            teardown.Found(
+                f"REST API {api['name']} ({api['id']}) and its stages",
+                api.get("tags", {}),
+                partial(apigw.delete_rest_api, restApiId=api["id"]),
+            )
+        )
+    found += teardown.role(settings, _client(settings, "iam"), settings.role_name)
+    lines = teardown.sweep(settings, dry_run, found)
+    for path in (settings.invoke_url_file, settings.api_key_file):
+        if path.exists():
+            if not dry_run:
+                path.unlink()
+            lines.append(f"{'would remove' if dry_run else 'removed'} {path}")
+    return lines
+
+
+def _delete_plan(apigw, plan: dict[str, Any]) -> None:
+    """A usage plan is deleted once no stage uses it."""
+    stages = [f"{stage['apiId']}:{stage['stage']}" for stage in plan.get("apiStages", [])]
+    if stages:
+        operations = [{"op": "remove", "path": "/apiStages", "value": stage} for stage in stages]
+        apigw.update_usage_plan(usagePlanId=plan["id"], patchOperations=operations)
+    apigw.delete_usage_plan(usagePlanId=plan["id"])
+
+
 def provision_api(settings: Settings, dry_run: bool) -> list[str]:
     """Create or update the REST API, deploy its stage, store the invoke URL where the emulator finds it."""
-    if settings.pipeline_target == "aws" and is_local_url(settings.rest_proxy_url):
-        raise ProvisionError(
-            f"REST_PROXY_URL={settings.rest_proxy_url} points at this machine, but PIPELINE_TARGET=aws: API Gateway "
-            "must reach the Kafka REST proxy over the network. Set REST_PROXY_URL to the proxy's address "
-            "(for example http://<ec2-public-dns>:8082)."
-        )
+    if settings.pipeline_target == "aws" and (problems := preflight.rest_proxy(settings)):
+        raise ProvisionError("\n".join(problems))
     name = settings.api_name
     if dry_run:
         lines = [
             f"would ensure execution role {settings.role_name} (trust apigateway.amazonaws.com; Kinesis access)",
-            f"would create or overwrite REST API {name}: /{{proxy+}} ANY -> {settings.rest_proxy_url}/{{proxy}}; "
-            "/streams GET, /streams/{stream-name} GET|POST|DELETE, /record PUT, /records PUT -> Kinesis",
+            f"would create or overwrite REST API {name} (API_SURFACE={settings.api_surface}): "
+            + "; ".join(describe_routes(build_openapi(settings, role_arn="<execution role>"))),
             f"would deploy stage {settings.api_stage} and write the invoke URL to {settings.invoke_url_file}",
         ]
         if settings.api_key_required:
             lines.append(f"would require x-api-key (usage plan {settings.usage_plan_name})")
         return lines
 
-    role_arn, role_line = _ensure_role(settings)
-    lines = [role_line]
+    role_arn, role_line = ensure_api_role(settings, _client(settings, "iam"), kinesis_actions(settings))
+    lines = [role_line, *_tag_role(settings)]
     apigw = _client(settings, "apigateway")
     api_id, found_lines = _ensure_rest_api(settings, apigw)
     lines += found_lines

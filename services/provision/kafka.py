@@ -9,6 +9,7 @@ again converges instead of failing; a failed task is restarted.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import httpx
 from kafka import KafkaAdminClient
@@ -17,6 +18,7 @@ from kafka.errors import TopicAlreadyExistsError
 from pipeline import layout
 from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import Settings
+from services.provision import teardown
 
 SINK_CLASS = "pipeline.s3sink.S3SinkConnector"
 RAW_BYTES = "org.apache.kafka.connect.converters.ByteArrayConverter"
@@ -48,6 +50,22 @@ def provision_topics(settings: Settings, dry_run: bool) -> list[str]:
             else:
                 lines.append(f"topic {topic} already exists ({count} partitions)")
         return lines
+    finally:
+        admin.close()
+
+
+def deprovision_topics(settings: Settings, dry_run: bool) -> list[str]:
+    """Delete the user's three topics, with the records in them (with `dry_run`, list them). Kafka topics carry no
+    tags: the names `<id>.pin|geo|user` are the only mark, so nothing else on the cluster is touched."""
+    admin = KafkaAdminClient(**kafka_python_config(settings, "deprovision"))
+    try:
+        existing = set(admin.list_topics())
+        found = [
+            teardown.Found(f"Kafka topic {topic} (matched by name)", None, partial(admin.delete_topics, [topic]))
+            for topic in settings.topics
+            if topic in existing
+        ]
+        return teardown.sweep(settings, dry_run, found)
     finally:
         admin.close()
 
@@ -100,20 +118,26 @@ def _wait_running(client: httpx.Client, name: str) -> str:
     )
 
 
+def _current_config(client: httpx.Client, settings: Settings, advice: str) -> httpx.Response:
+    """GET the connector's configuration (200, or 404 when there is none); an unreachable worker ends the step with
+    its URL, the error and `advice`."""
+    try:
+        return client.get(f"/connectors/{settings.connector_name}/config")
+    except httpx.HTTPError as error:
+        raise SystemExit(f"Kafka Connect not reachable at {settings.connect_url} ({error}){advice}") from None
+
+
 def provision_connector(settings: Settings, dry_run: bool) -> list[str]:
     """Create or update the S3 sink connector through Connect's REST API and wait until its tasks run."""
+    if settings.connect_runner == "msk-connect":
+        return ["skipped: CONNECT_RUNNER=msk-connect (the msk-connect step creates the connector)"]
     name = settings.connector_name
     config = connector_config(settings)
     shown = {k: ("***" if "secret" in k else v) for k, v in config.items()}
     if dry_run:
         return [f"would PUT {settings.connect_url}/connectors/{name}/config {shown}"]
     with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
-        try:
-            current = client.get(f"/connectors/{name}/config")
-        except httpx.HTTPError as error:
-            raise SystemExit(
-                f"Kafka Connect not reachable at {settings.connect_url} ({error}); is `make up` done?"
-            ) from None
+        current = _current_config(client, settings, "; is `make up` done?")
         if current.status_code == 200 and current.json() == {**config, "name": name}:
             action = "unchanged"
         else:
@@ -125,3 +149,39 @@ def provision_connector(settings: Settings, dry_run: bool) -> list[str]:
             f"connector {name} {action}: {','.join(settings.topics)} -> s3://{settings.bucket}/{layout.TOPICS_PREFIX}",
             _wait_running(client, name),
         ]
+
+
+def deprovision_connector(settings: Settings, dry_run: bool) -> list[str]:
+    """Delete the S3 sink connector from a self-managed Connect worker (with `dry_run`, list it). Connectors carry no
+    tags: the one named `<id>-s3-sink` is deleted only when it is this project's sink writing this user's topics to
+    this user's bucket; a same-named connector configured otherwise is kept and named. With
+    `CONNECT_RUNNER=msk-connect` the msk-connect step deletes the connector instead."""
+    if settings.connect_runner == "msk-connect":
+        return ["skipped: CONNECT_RUNNER=msk-connect (the msk-connect step deletes the connector)"]
+    name = settings.connector_name
+    with httpx.Client(base_url=settings.connect_url, timeout=30) as client:
+        current = _current_config(
+            client,
+            settings,
+            f": start the worker to delete the connector {name}, or run the teardown with `--only` and the other steps",
+        )
+        if current.status_code == 404:
+            return []
+        current.raise_for_status()
+        config = current.json()
+        ours = (
+            config.get("connector.class") == SINK_CLASS
+            and set(config.get("topics", "").split(",")) == set(settings.topics)
+            and config.get("s3.bucket.name") == settings.bucket
+        )
+        if not ours:
+            return [
+                f"keep Kafka Connect connector {name}: it is not this project's sink of {','.join(settings.topics)} "
+                f"to {settings.bucket} (class {config.get('connector.class')}, topics {config.get('topics')})"
+            ]
+        found = teardown.Found(
+            f"Kafka Connect connector {name} at {settings.connect_url} (matched by name and configuration)",
+            None,
+            lambda: client.delete(f"/connectors/{name}").raise_for_status(),
+        )
+        return teardown.sweep(settings, dry_run, [found])

@@ -1,6 +1,7 @@
 """Provisioning step `bucket`: create the user's bucket (`user-<id>-bucket`) idempotently, locally and on AWS.
 
-On AWS (`PIPELINE_TARGET=aws`) it also sets the bucket's lifecycle rule that expires the sink's objects under
+On AWS (`PIPELINE_TARGET=aws`) it also tags the bucket (`settings.resource_tags`, what teardown looks for) and sets
+the bucket's lifecycle rule that expires the sink's objects under
 `topics/` after `S3_TOPICS_RETENTION_DAYS` (0: no rule). Only the rule with our id is replaced; other rules stay.
 Locally the S3 store implements no lifecycle rules (S3Proxy answers 501), so the maintenance DAG prunes instead
 (orchestration/maintenance.py).
@@ -17,10 +18,12 @@ from botocore.exceptions import ClientError
 
 from pipeline import layout
 from pipeline.settings import Settings
+from services.provision import teardown
 
 # Re-creating one's own bucket: us-east-1 answers 200, other regions and S3-compatible stores this code.
 ALREADY_OURS = {"BucketAlreadyOwnedByYou"}
 LIFECYCLE_RULE_ID = "pipeline-expire-topics"
+DELETE_BATCH = 1000  # DeleteObjects' limit
 
 
 def create_bucket_kwargs(bucket: str, region: str) -> dict[str, object]:
@@ -87,6 +90,52 @@ def provision_lifecycle(settings: Settings, client, dry_run: bool) -> list[str]:
     return [f"set {what}" if days else f"removed lifecycle rule {LIFECYCLE_RULE_ID}"]
 
 
+def provision_tags(settings: Settings, client, dry_run: bool) -> list[str]:
+    """AWS target: add the project's tags to the bucket's own (teardown deletes only a bucket that has them)."""
+    if settings.pipeline_target != "aws":
+        return []
+    if dry_run:
+        return [f"would tag the bucket {settings.resource_tags}"]
+    current = bucket_tags(client, settings.bucket)
+    if current.items() >= settings.resource_tags.items():
+        return []
+    tag_set = [{"Key": key, "Value": value} for key, value in (current | settings.resource_tags).items()]
+    client.put_bucket_tagging(Bucket=settings.bucket, Tagging={"TagSet": tag_set})
+    return [f"tagged the bucket {settings.resource_tags}"]
+
+
+def bucket_tags(client, bucket: str) -> dict[str, str]:
+    try:
+        tag_set = client.get_bucket_tagging(Bucket=bucket)["TagSet"]
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") == "NoSuchTagSet":
+            return {}
+        raise
+    return {tag["Key"]: tag["Value"] for tag in tag_set}
+
+
+def deprovision_bucket(settings: Settings, dry_run: bool) -> list[str]:
+    """Delete the bucket, with every object version in it, if it carries the project's tags (with `dry_run`, list
+    it and what it holds)."""
+    client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
+    if not _bucket_exists(client, settings.bucket):
+        return []
+    versions = [
+        {"Key": item["Key"], "VersionId": item["VersionId"]}
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=settings.bucket)
+        for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+    ]
+
+    def delete() -> None:
+        for start in range(0, len(versions), DELETE_BATCH):
+            batch = versions[start : start + DELETE_BATCH]
+            client.delete_objects(Bucket=settings.bucket, Delete={"Objects": batch, "Quiet": True})
+        client.delete_bucket(Bucket=settings.bucket)
+
+    what = f"S3 bucket {settings.bucket} and the {len(versions)} object version(s) in it"
+    return teardown.sweep(settings, dry_run, [teardown.Found(what, bucket_tags(client, settings.bucket), delete)])
+
+
 def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
     """Create `settings.bucket` if it does not exist, and on AWS its lifecycle rule; return what was done (or would
     be done)."""
@@ -96,10 +145,15 @@ def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
         return [
             f"would ensure bucket {bucket} exists at {endpoint} (region {settings.aws_region})",
             *provision_lifecycle(settings, None, dry_run=True),
+            *provision_tags(settings, None, dry_run=True),
         ]
     client = boto3.client("s3", **settings.boto3_client_kwargs("s3"))
     if _bucket_exists(client, bucket):
-        return [f"bucket {bucket} already exists at {endpoint}", *provision_lifecycle(settings, client, False)]
+        return [
+            f"bucket {bucket} already exists at {endpoint}",
+            *provision_lifecycle(settings, client, False),
+            *provision_tags(settings, client, False),
+        ]
     try:
         client.create_bucket(**create_bucket_kwargs(bucket, settings.aws_region))
     except ClientError as error:
@@ -116,4 +170,5 @@ def provision_bucket(settings: Settings, dry_run: bool) -> list[str]:
     return [
         f"created bucket {bucket} at {endpoint} (region {settings.aws_region})",
         *provision_lifecycle(settings, client, False),
+        *provision_tags(settings, client, False),
     ]

@@ -15,9 +15,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.kafka_clients import kafka_python_config
-from pipeline.settings import TABLES, Settings, load_settings
+from pipeline.settings import TABLES, Settings
 from services.provision import aws
 from services.provision.kafka import provision_topics
+from tests.support.gateway import gateway_test_settings
 from tests.support.kinesis import stream_records
 
 pytestmark = pytest.mark.integration
@@ -37,20 +38,9 @@ ROW = {
 }
 
 
-def _settings(tmp_path_factory, user: str, **overrides) -> Settings:
-    settings = load_settings(pipeline_user_id=user, state_dir=tmp_path_factory.mktemp(f"state-{user}"), **overrides)
-    if settings.pipeline_target != "local":
-        pytest.skip("gateway integration tests run against the local stack (PIPELINE_TARGET=local)")
-    try:
-        httpx.get(f"{settings.aws_endpoint_url}/_localstack/health", timeout=5).raise_for_status()
-    except httpx.HTTPError as error:
-        pytest.fail(f"LocalStack not answering at {settings.aws_endpoint_url} ({error}); run `make up` first")
-    return settings
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> tuple[Settings, str]:
-    settings = _settings(tmp_path_factory, TEST_USER)
+    settings = gateway_test_settings(tmp_path_factory, TEST_USER)
     aws.provision_streams(settings, dry_run=False)
     aws.provision_api(settings, dry_run=False)
     url = settings.resolved_invoke_url()
@@ -223,7 +213,7 @@ def test_proxy_route_reaches_the_kafka_rest_proxy(gateway):
 
 def test_api_key_is_required_when_configured(gateway, tmp_path_factory):
     _, other_users_url = gateway
-    settings = _settings(tmp_path_factory, KEY_TEST_USER, api_key_required=True)
+    settings = gateway_test_settings(tmp_path_factory, KEY_TEST_USER, api_key_required=True)
     apigw = boto3.client("apigateway", **settings.boto3_client_kwargs("apigateway"))
     try:
         aws.provision_api(settings, dry_run=False)

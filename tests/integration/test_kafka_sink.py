@@ -21,7 +21,13 @@ from confluent_kafka import Producer
 from pipeline.layout import count_lines, parse_object_key, topic_prefix
 from pipeline.settings import Settings, load_settings
 from services.audit.sink_audit import audit_until_complete, render
-from services.provision.kafka import provision_connector, provision_topics
+from services.provision.kafka import (
+    connector_config,
+    deprovision_connector,
+    deprovision_topics,
+    provision_connector,
+    provision_topics,
+)
 from services.provision.s3 import provision_bucket
 from tests.support import SAMPLES_DIR
 
@@ -332,3 +338,30 @@ def test_a_task_that_failed_while_s3_was_down_shows_in_status_until_restarted(st
     finally:
         relay.cut()
         httpx.delete(f"{base}/connectors/{name}", timeout=30)
+
+
+def test_connector_teardown_deletes_only_this_projects_sink(stack):
+    """`make deprovision`'s connector step on a real worker: a same-named connector configured otherwise is kept;
+    this user's sink is listed in the dry run, then deleted; a second teardown finds nothing."""
+    stack("kafka", "s3", "connect")
+    settings = load_settings(pipeline_user_id="7e57c0de5154")
+    name, url = settings.connector_name, settings.connect_url
+    provision_bucket(settings, False)
+    provision_topics(settings, False)
+    try:
+        foreign = {**connector_config(settings), "topics": settings.topic("pin")}
+        assert httpx.put(f"{url}/connectors/{name}/config", json=foreign, timeout=30).status_code in (200, 201)
+        kept = deprovision_connector(settings, False)
+        assert len(kept) == 1 and kept[0].startswith(f"keep Kafka Connect connector {name}:"), kept
+        assert httpx.get(f"{url}/connectors/{name}", timeout=30).status_code == 200
+
+        provision_connector(settings, False)  # now this project's sink of the user's three topics
+        what = f"Kafka Connect connector {name} at {url} (matched by name and configuration)"
+        assert deprovision_connector(settings, True) == [f"would delete {what}"]
+        assert httpx.get(f"{url}/connectors/{name}", timeout=30).status_code == 200
+        assert deprovision_connector(settings, False) == [f"deleted {what}"]
+        assert httpx.get(f"{url}/connectors/{name}", timeout=30).status_code == 404
+        assert deprovision_connector(settings, False) == []
+    finally:
+        httpx.delete(f"{url}/connectors/{name}", timeout=30)
+        deprovision_topics(settings, False)

@@ -27,7 +27,7 @@ AWS_ENV = {
     "connect_url": "http://ip-10-0-1-23.eu-west-1.compute.internal:8083",
     "mysql_host": "pinterest.c1a2b3c4d5e6.eu-west-1.rds.amazonaws.com",
     "databricks_cluster_id": "0101-000000-abcdefgh",
-    "databricks_notebook_path": "/Users/me/pinterest/batch",
+    "batch_runner": "databricks",
 }
 LOCAL = re.compile(r"(localhost|127\.\d+\.\d+\.\d+|0\.0\.0\.0|\[::1\]|localstack|:4566|:4567|:9000)")
 AWS_SERVICES = ("s3", "kinesis", "apigateway", "iam", "sts")
@@ -125,11 +125,11 @@ def test_connector_and_api_point_at_aws(aws):
 
 
 def test_the_batch_job_runs_on_databricks(aws):
-    from orchestration.tasks import databricks_submit_run_kwargs
+    from orchestration.runners import databricks_operator_kwargs
 
-    kwargs = databricks_submit_run_kwargs(aws)
-    assert kwargs["existing_cluster_id"] == AWS_ENV["databricks_cluster_id"]
-    assert kwargs["notebook_task"]["base_parameters"]["input"] == "s3a://user-7e57c0de0001-bucket"
+    (task,) = databricks_operator_kwargs(aws)["tasks"]
+    assert task["existing_cluster_id"] == AWS_ENV["databricks_cluster_id"]
+    assert task["spark_python_task"]["parameters"][-4:-2] == ["--input", "s3a://user-7e57c0de0001-bucket"]
 
 
 def test_every_boto3_client_in_the_code_takes_its_arguments_from_settings():

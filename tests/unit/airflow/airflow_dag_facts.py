@@ -12,7 +12,10 @@ import json
 import os
 import sys
 
-from airflow.dag_processing.dagbag import DagBag
+try:
+    from airflow.dag_processing.dagbag import DagBag
+except ModuleNotFoundError:  # Airflow 3.0 (MWAA's newest) keeps it in airflow.models
+    from airflow.models.dagbag import DagBag
 
 from pipeline.settings import REPO_ROOT, get_settings
 
@@ -55,12 +58,28 @@ def scenario_facts(env: dict[str, str], render: str | None) -> dict:
         tasks={task.task_id: _task_facts(task) for task in dag.tasks},
     )
     if render:
-        task = dag.get_task("run_batch_job")
-        context = {"ds": render}
-        task.render_template_fields(context=context)
-        # The exact payload DatabricksSubmitRunOperator would POST to /api/2.2/jobs/runs/submit.
-        facts["rendered"] = {"conn_id": task.databricks_conn_id, "payload": task._prepare_submit_json(context)}
+        facts["rendered"] = rendered_run(dag.get_task("run_batch_job"), {"ds": render})
     return facts
+
+
+def rendered_run(task, context: dict) -> dict:
+    """What the aws target's batch task would send, rendered for `context`, never sent."""
+    task.render_template_fields(context=context)
+    if hasattr(task, "job_driver"):  # EmrServerlessStartJobOperator: the arguments of its start_job_run call
+        return {
+            "region": task.region_name,
+            "waiter_seconds": task.waiter_delay * task.waiter_max_attempts,
+            "request": {
+                "applicationId": task.application_id,
+                "executionRoleArn": task.execution_role_arn,
+                "jobDriver": task.job_driver,
+                "name": task.name,
+                "configurationOverrides": task.configuration_overrides,
+                **task.config,
+            },
+        }
+    # DatabricksSubmitRunOperator: the exact payload it would POST to /api/2.2/jobs/runs/submit.
+    return {"conn_id": task.databricks_conn_id, "payload": task._prepare_submit_json(context)}
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """DAG integrity: the DAG file loads in Airflow's own DagBag with the intended schedule, retries and task order,
-and with PIPELINE_TARGET=aws renders the Databricks submit-run payload from settings (rendered, never run).
+and with PIPELINE_TARGET=aws renders the EMR Serverless job run or the Databricks submit-run payload from settings
+(rendered, never run).
 
 Airflow lives in its own venv (services/airflow/setup.sh), so these tests run `airflow_dag_facts.py` with that
 venv's python and check the JSON it prints. A missing Airflow venv fails the tests: it is part of `make setup`.
@@ -7,73 +8,12 @@ venv's python and check the JSON it prints. A missing Airflow venv fails the tes
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from pipeline.settings import REPO_ROOT
-
-AIRFLOW_PYTHON = REPO_ROOT / ".state" / "venvs" / "airflow" / "bin" / "python"
-FACTS_SCRIPT = Path(__file__).with_name("airflow_dag_facts.py")
-USER_ID = "7e57c0de0001"
-DAG_ID = f"{USER_ID}_dag"
-MAINTENANCE_DAG_ID = f"{USER_ID}_maintenance_dag"
-
-
-SCENARIOS = {
-    "local": {"env": {"AIRFLOW_RETRIES": "3", "AIRFLOW_SENSOR_TIMEOUT_SECONDS": "900"}},
-    "aws": {
-        "env": {
-            "PIPELINE_TARGET": "aws",
-            "DATABRICKS_CLUSTER_ID": "0123-456789-abcdefgh",
-            "DATABRICKS_NOTEBOOK_PATH": "/Workspace/pipeline/batch",
-            "DATABRICKS_CONN_ID": "databricks_prod",
-        },
-        "render": "2026-11-26",
-    },
-    "aws_unconfigured": {"env": {"PIPELINE_TARGET": "aws"}},
-}
-
-
-@pytest.fixture(scope="module")
-def facts(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Facts per scenario, from one run of the Airflow venv's python (importing Airflow takes most of the time)."""
-    if not AIRFLOW_PYTHON.exists():
-        pytest.fail(f"{AIRFLOW_PYTHON} missing: run `bash services/airflow/setup.sh` (part of make setup)")
-    home = tmp_path_factory.mktemp("airflow_home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "AIRFLOW", "DATABRICKS_"))}
-    env |= {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PIPELINE_ENV_FILE": str(home / "no.env"),
-        "PIPELINE_USER_ID": USER_ID,
-        # This checkout's DAGs and modules, not those of the checkout Airflow's venv was installed from (a worktree
-        # shares the state folder, and so the venvs, with the main checkout).
-        "PYTHONPATH": str(REPO_ROOT),
-    }
-    result = subprocess.run(
-        [str(AIRFLOW_PYTHON), str(FACTS_SCRIPT), json.dumps(SCENARIOS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("DAG_FACTS ")]
-    assert result.returncode == 0 and lines, f"DagBag probe failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return json.loads(lines[-1].removeprefix("DAG_FACTS "))
-
-
-@pytest.fixture(scope="module")
-def local_facts(facts: dict) -> dict:
-    return facts["local"]
-
-
-@pytest.fixture(scope="module")
-def aws_facts(facts: dict) -> dict:
-    return facts["aws"]
+from tests.unit.airflow.dag_probe import DAG_ID, MAINTENANCE_DAG_ID, ROLE_ARN, USER_ID
 
 
 def test_dag_imports_without_errors(local_facts: dict) -> None:
@@ -131,30 +71,59 @@ def test_local_target_runs_the_batch_job_in_python(local_facts: dict) -> None:
     assert local_facts["tasks"]["run_batch_job"]["operator"] == "PythonOperator"
 
 
-def test_aws_target_renders_the_databricks_submit_run(aws_facts: dict) -> None:
+def test_aws_target_renders_the_emr_serverless_job_run(aws_facts: dict) -> None:
     assert aws_facts["import_errors"] == {}
-    assert aws_facts["tasks"]["run_batch_job"]["operator"] == "DatabricksSubmitRunOperator"
+    assert aws_facts["tasks"]["run_batch_job"]["operator"] == "EmrServerlessStartJobOperator"
     assert aws_facts["tasks"]["run_batch_job"]["downstream"] == ["check_results"]
-    assert aws_facts["rendered"]["conn_id"] == "databricks_prod"
-    payload = aws_facts["rendered"]["payload"]
-    assert payload["existing_cluster_id"] == "0123-456789-abcdefgh"
+    rendered = aws_facts["rendered"]
+    assert rendered["region"] == "eu-west-1"
+    assert rendered["waiter_seconds"] == 2 * 3600  # the operator waits as long as the batch job may run
+    request = rendered["request"]
+    assert (request["applicationId"], request["executionRoleArn"]) == ("00fabcdef1234567", ROLE_ARN)
+    assert (request["name"], request["mode"]) == (f"{DAG_ID}-batch-2026-11-26", "BATCH")
+    submit = request["jobDriver"]["sparkSubmit"]
+    assert submit["entryPoint"] == f"s3://user-{USER_ID}-bucket/jobs/entry.py"
+    assert submit["entryPointArguments"][-5:] == [
+        "batch",
+        "--input",
+        f"s3a://user-{USER_ID}-bucket",
+        "--results",
+        f"s3a://user-{USER_ID}-bucket/analytics",
+    ]
+
+
+def test_aws_target_renders_the_databricks_submit_run(facts: dict) -> None:
+    databricks = facts["aws_databricks"]
+    assert databricks["import_errors"] == {}
+    assert databricks["tasks"]["run_batch_job"]["operator"] == "DatabricksSubmitRunOperator"
+    assert databricks["rendered"]["conn_id"] == "databricks_prod"
+    payload = databricks["rendered"]["payload"]
     assert payload["run_name"] == f"{DAG_ID}-batch-2026-11-26"
-    assert payload["notebook_task"] == {
-        "notebook_path": "/Workspace/pipeline/batch",
-        "base_parameters": {
-            "pipeline_user_id": USER_ID,
-            "input": f"s3a://user-{USER_ID}-bucket",
-            "results": f"s3a://user-{USER_ID}-bucket/analytics",
-            "logical_date": "2026-11-26",
-        },
-    }
+    (task,) = payload["tasks"]
+    assert task["existing_cluster_id"] == "0123-456789-abcdefgh"
+    assert task["spark_python_task"]["python_file"] == f"s3://user-{USER_ID}-bucket/jobs/entry.py"
+    assert task["spark_python_task"]["parameters"][-5:] == [
+        "batch",
+        "--input",
+        f"s3a://user-{USER_ID}-bucket",
+        "--results",
+        f"s3a://user-{USER_ID}-bucket/analytics",
+    ]
+    assert "notebook_task" not in task
 
 
-def test_aws_target_without_databricks_settings_is_a_clear_import_error(facts: dict) -> None:
-    unconfigured = facts["aws_unconfigured"]
+@pytest.mark.parametrize(
+    ("scenario", "variables"),
+    [
+        ("aws_unconfigured", "EMR_SERVERLESS_APPLICATION_ID and EMR_SERVERLESS_EXECUTION_ROLE_ARN"),
+        ("aws_databricks_unconfigured", "DATABRICKS_CLUSTER_ID"),
+    ],
+)
+def test_aws_target_without_runner_settings_is_a_clear_import_error(facts: dict, scenario: str, variables: str) -> None:
+    unconfigured = facts[scenario]
     assert unconfigured["dag_ids"] == []
     (error,) = unconfigured["import_errors"].values()
-    assert "DATABRICKS_CLUSTER_ID and DATABRICKS_NOTEBOOK_PATH" in error
+    assert variables in error
 
 
 def test_airflow_folder_is_not_a_python_package() -> None:

@@ -165,29 +165,6 @@ def test_results_prefix_is_the_batch_job_s_default() -> None:
     assert parse_args([], settings).results.rstrip("/") + "/" == f"s3a://{settings.bucket}/analytics/"
 
 
-def test_databricks_kwargs_need_cluster_and_notebook() -> None:
-    with pytest.raises(ValueError, match="DATABRICKS_CLUSTER_ID and DATABRICKS_NOTEBOOK_PATH"):
-        tasks.databricks_submit_run_kwargs(
-            load_settings(pipeline_user_id=USER_ID, databricks_cluster_id=None, databricks_notebook_path=None)
-        )
-
-
-def test_databricks_kwargs_come_from_settings() -> None:
-    settings = load_settings(
-        pipeline_user_id=USER_ID,
-        databricks_conn_id="databricks_default",
-        databricks_cluster_id="c-1",
-        databricks_notebook_path="/Workspace/batch",
-    )
-    kwargs = tasks.databricks_submit_run_kwargs(settings)
-    assert kwargs["existing_cluster_id"] == "c-1"
-    assert kwargs["databricks_conn_id"] == "databricks_default"
-    assert kwargs["notebook_task"]["notebook_path"] == "/Workspace/batch"
-    # The batch job's own --input/--results: the bucket (which holds topics/) and the results root.
-    assert kwargs["notebook_task"]["base_parameters"]["input"] == f"s3a://user-{USER_ID}-bucket"
-    assert kwargs["notebook_task"]["base_parameters"]["results"] == f"s3a://user-{USER_ID}-bucket/analytics"
-
-
 def test_default_args_come_from_settings() -> None:
     args = tasks.default_args(load_settings(airflow_retries=4, airflow_retry_delay_seconds=30))
     assert args["retries"] == 4

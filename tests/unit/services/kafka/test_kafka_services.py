@@ -7,7 +7,7 @@ from services.connect import service as connect
 from services.connect.service import worker_properties
 from services.kafka import service as kafka
 from services.kafka.service import server_properties
-from services.provision.kafka import connector_config, provision_connector, provision_topics
+from services.provision.kafka import connector_config, deprovision_connector, provision_connector, provision_topics
 
 
 def test_broker_is_a_single_kraft_node_on_the_configured_ports():
@@ -87,3 +87,26 @@ def test_dry_runs_contact_nothing_and_hide_secrets():
     assert len(provision_topics(s, dry_run=True)) == 3
     (line,) = provision_connector(s, dry_run=True)
     assert "0a1b2c3d4e5f-s3-sink" in line and "'aws.secret.access.key': '***'" in line
+
+
+def test_a_new_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """The format command read a leading "-" as an option and failed: one fresh start in 64 (a CI run did)."""
+    import uuid
+
+    dash_first = uuid.UUID(bytes=b"\xf9" + bytes(15))  # url-safe base64 "-QAAAAAA..."
+    plain = uuid.UUID(bytes=b"\x10" + bytes(15))
+    draws = iter([dash_first, dash_first, plain])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(draws))
+    cluster_id = kafka.new_cluster_id()
+    assert cluster_id == "EAAAAAAAAAAAAAAAAAAAAA"
+    assert len(cluster_id) == 22
+
+
+def test_connector_teardown_without_a_worker_says_where_it_looked():
+    s = load_settings(pipeline_user_id="0a1b2c3d4e5f", connect_url="http://127.0.0.1:1")
+    with pytest.raises(SystemExit, match=r"Kafka Connect not reachable at http://127.0.0.1:1 .*0a1b2c3d4e5f-s3-sink"):
+        deprovision_connector(s, dry_run=True)
+    msk = load_settings(pipeline_user_id="0a1b2c3d4e5f", connect_url="http://127.0.0.1:1", connect_runner="msk-connect")
+    assert deprovision_connector(msk, dry_run=False) == [
+        "skipped: CONNECT_RUNNER=msk-connect (the msk-connect step deletes the connector)"
+    ]

@@ -10,13 +10,15 @@ import stat
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from jsonschema import Draft4Validator
 from moto import mock_aws
 from openapi_spec_validator import validate as validate_openapi
 
 from pipeline.settings import Settings, load_settings
 from services.provision import aws
+from services.provision import iam as iam_roles
+from tests.support.aws import fake_account
+from tests.support.iam import deny_iam_calls
 
 USER_ID = "7e57c0de0001"
 PROXY_URL = "http://kafka-proxy.example.com:8082"
@@ -45,10 +47,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def aws_env(clean_env, monkeypatch: pytest.MonkeyPatch, tmp_path):
     """A clean AWS-like environment: fake credentials, no endpoint overrides, no user config files."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    fake_account(monkeypatch, tmp_path)
     with mock_aws():
         yield tmp_path
 
@@ -97,7 +96,7 @@ def test_settings_for_aws_drop_local_endpoints(aws_env):
 
 
 def test_provisioning_creates_streams_role_api_and_stage(aws_env):
-    settings = aws_settings(aws_env)
+    settings = aws_settings(aws_env, api_surface="full")
     lines = provision(settings)
 
     kinesis = boto3.client("kinesis", region_name=REGION)
@@ -220,8 +219,8 @@ def test_api_key_required_creates_plan_and_key_and_reuses_it(aws_env):
 
 def test_every_method_requires_the_key_when_configured(aws_env):
     role = "arn:aws:iam::123456789012:role/r"
-    with_key = aws.build_openapi(aws_settings(aws_env, api_key_required=True), role)
-    without_key = aws.build_openapi(aws_settings(aws_env), role)
+    with_key = aws.build_openapi(aws_settings(aws_env, api_key_required=True, api_surface="full"), role)
+    without_key = aws.build_openapi(aws_settings(aws_env, api_key_required=False, api_surface="full"), role)
     operations = [op for path in with_key["paths"].values() for op in path.values()]
     assert len(operations) == 7
     assert all(op["security"] == [{aws.API_KEY_SCHEME: []}] for op in operations)
@@ -303,26 +302,16 @@ def test_models_accept_the_spec_bodies_and_reject_bad_ones(model, body, valid):
 
 
 def test_a_precreated_role_without_iam_write_permission_is_used_as_is(aws_env, monkeypatch):
-    settings = aws_settings(aws_env)
+    settings = aws_settings(aws_env, api_surface="full")
     iam = boto3.client("iam", region_name=REGION)
-    arn = iam.create_role(RoleName=settings.role_name, AssumeRolePolicyDocument=json.dumps(aws.trust_policy()))["Role"][
-        "Arn"
-    ]
-    real_client = aws._client
-
-    def no_iam_writes(settings, service):
-        client = real_client(settings, service)
-        if service == "iam":
-
-            def denied(**_):
-                raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "UpdateAssumeRolePolicy")
-
-            client.update_assume_role_policy = client.put_role_policy = denied
-        return client
-
-    monkeypatch.setattr(aws, "_client", no_iam_writes)
+    arn = iam.create_role(
+        RoleName=settings.role_name,
+        AssumeRolePolicyDocument=json.dumps(iam_roles.trust_policy("apigateway.amazonaws.com")),
+    )["Role"]["Arn"]
+    deny_iam_calls(monkeypatch, aws, "update_assume_role_policy", "put_role_policy", "tag_role")
     lines = aws.provision_api(settings, dry_run=False)
     assert any(line.startswith(f"using existing execution role {arn}") for line in lines)
+    assert f"could not tag role {settings.role_name} (no permission): teardown will keep it" in lines
     routes = methods_by_route(our_api(settings)["id"])
     assert routes["/streams", "GET"]["methodIntegration"]["credentials"] == arn
 

@@ -11,20 +11,15 @@ from moto import mock_aws
 
 from pipeline.settings import load_settings
 from services.provision.s3 import LIFECYCLE_RULE_ID, create_bucket_kwargs, provision_bucket
+from tests.support.aws import fake_account
 
 USER_ID = "7e57c0de0001"
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "PIPELINE_")):
-            monkeypatch.delenv(name)
+    fake_account(monkeypatch, tmp_path, ("AWS_", "PIPELINE_"))
     monkeypatch.setenv("PIPELINE_ENV_FILE", os.devnull)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     with mock_aws():
         yield
 
@@ -55,6 +50,7 @@ def test_dry_run_creates_nothing(aws):
     assert lines == [
         f"would ensure bucket user-{USER_ID}-bucket exists at AWS S3 in us-east-1 (region us-east-1)",
         "would set lifecycle rule pipeline-expire-topics: expire topics/ after 90 days",
+        f"would tag the bucket {{'project': 'pinterest-pipeline', 'pipeline-user-id': '{USER_ID}'}}",
     ]
     assert boto3.client("s3", region_name="us-east-1").list_buckets()["Buckets"] == []
 

@@ -4,6 +4,7 @@ import static java.nio.charset.StandardCharsets.UTF_8;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 
+import java.lang.reflect.Proxy;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -12,7 +13,6 @@ import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.metrics.PluginMetrics;
 import org.apache.kafka.connect.errors.RetriableException;
 import org.apache.kafka.connect.sink.SinkRecord;
 import org.apache.kafka.connect.sink.SinkTaskContext;
@@ -38,7 +38,7 @@ class S3SinkTaskTest {
 
     private S3SinkTask startTask(int flushSize, long flushBytes) {
         S3SinkTask task = new S3SinkTask(config -> store, now::get);
-        task.initialize(new FakeContext());
+        task.initialize(fakeContext());
         task.start(Map.of(S3SinkConfig.BUCKET, "user-0a1b2c3d4e5f-bucket", S3SinkConfig.FLUSH_SIZE,
                 String.valueOf(flushSize), S3SinkConfig.FLUSH_BYTES, String.valueOf(flushBytes),
                 S3SinkConfig.ROTATE_INTERVAL_MS, "3000", S3SinkConfig.RETRY_BACKOFF_MS, "0"));
@@ -205,46 +205,35 @@ class S3SinkTaskTest {
         assertEquals(big + "\n", new String(store.objects.values().iterator().next(), UTF_8));
     }
 
-    private final class FakeContext implements SinkTaskContext {
-        @Override
-        public Map<String, String> configs() {
-            return Map.of();
-        }
-
-        @Override
-        public void offset(Map<TopicPartition, Long> offsets) {
-            rewinds.putAll(offsets);
-        }
-
-        @Override
-        public void offset(TopicPartition tp, long offset) {
-            rewinds.put(tp, offset);
-        }
-
-        @Override
-        public void timeout(long timeoutMs) {
-        }
-
-        @Override
-        public Set<TopicPartition> assignment() {
-            return Set.of(TP);
-        }
-
-        @Override
-        public void pause(TopicPartition... partitions) {
-        }
-
-        @Override
-        public void resume(TopicPartition... partitions) {
-        }
-
-        @Override
-        public void requestCommit() {
-        }
-
-        @Override
-        public PluginMetrics pluginMetrics() {
-            return null;
-        }
+    /**
+     * The worker's context, as a proxy so the test compiles against every Connect API the plugin supports (4.1 added
+     * the abstract {@code pluginMetrics()}, which 3.7 does not have): it records rewinds and owns {@link #TP}.
+     */
+    @SuppressWarnings("unchecked")
+    private SinkTaskContext fakeContext() {
+        return (SinkTaskContext) Proxy.newProxyInstance(
+                SinkTaskContext.class.getClassLoader(), new Class<?>[] {SinkTaskContext.class}, (proxy, method, args) -> {
+                    switch (method.getName()) {
+                        case "offset":
+                            if (args.length == 1) {
+                                rewinds.putAll((Map<TopicPartition, Long>) args[0]);
+                            } else {
+                                rewinds.put((TopicPartition) args[0], (Long) args[1]);
+                            }
+                            return null;
+                        case "assignment":
+                            return Set.of(TP);
+                        case "configs":
+                            return Map.of();
+                        case "hashCode":
+                            return System.identityHashCode(proxy);
+                        case "equals":
+                            return proxy == args[0];
+                        case "toString":
+                            return "FakeContext";
+                        default:
+                            return null;  // timeout, pause, resume, requestCommit, pluginMetrics, errantRecordReporter
+                    }
+                });
     }
 }
