@@ -49,6 +49,7 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=cache,target=/root/.c
 COPY spark_jobs/fetch_jars.sh spark_jobs/pom.xml spark_jobs/
 RUN --mount=type=cache,target=/root/.m2 STATE_DIR=$INSTALL_DIR scripts/setup.sh spark_jars
 COPY services/kafka/fetch.sh services/kafka/pom.xml services/kafka/
+COPY services/connect/pom.xml services/connect/
 COPY services/s3_sink services/s3_sink
 RUN --mount=type=cache,target=/root/.m2 STATE_DIR=$INSTALL_DIR scripts/setup.sh kafka
 COPY services/s3/fetch.sh services/s3/

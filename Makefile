@@ -18,15 +18,20 @@ TARGET ?= auto
 CONCURRENCY ?=
 NO_ADAPT ?=
 PYTEST_ARGS ?=
+SERVICE ?=
+FOLLOW ?=
+LINES ?= 40
+IND ?=
 # The integration tests CI runs in Docker mode, after the whole suite in native mode (README: Tests): both ingestion
 # paths end to end through the gateway, the batch job, the streaming job with its kill -9 and restart and under kills
 # of the Kinesis store and LocalStack, the Kinesis store's durability and status, single-record requests through the
-# gateway, the DAG on the Spark cluster, and the broker's kill -9. `STACK=docker make test` runs the whole suite.
+# gateway, the DAG on the Spark cluster, the broker's kill -9, and the console. `STACK=docker make test` runs the whole suite.
 DOCKER_TESTS ?= tests/integration/test_end_to_end.py tests/integration/test_batch_job.py \
 	tests/integration/test_streaming.py tests/integration/test_airflow_dag_run.py \
 	tests/integration/test_kinesis_store.py \
 	tests/integration/test_gateway.py::test_single_record_requests_with_8_in_flight_are_all_acknowledged_and_land \
-	tests/integration/test_faults.py::test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker
+	tests/integration/test_faults.py::test_records_acknowledged_by_the_proxy_survive_a_kill_9_of_the_broker \
+	tests/integration/test_console.py::test_the_stacks_console_serves_the_flow
 # native | docker | auto (default: Docker Compose when a Docker engine answers, else native; see scripts/stack_mode.sh)
 STACK ?= auto
 STACK_MODE = mode=$$(STACK=$(STACK) STATE_DIR=$(STATE) scripts/stack_mode.sh) || exit 2
@@ -39,7 +44,7 @@ EMULATE_ARGS := --mode $(MODE) --count $(COUNT) --target $(TARGET) \
 	$(if $(RATE),--rate $(RATE)) $(if $(BURST),--burst) $(if $(CONCURRENCY),--concurrency $(CONCURRENCY)) \
 	$(if $(NO_ADAPT),--no-adapt)
 
-.PHONY: drill stream stream-stop help setup up up-native down status clean distclean seed emulate provision verify batch dag-test maintain \
+.PHONY: logs restart open trace drill stream stream-stop help setup up up-native down status clean distclean seed emulate provision deprovision deploy-dag verify batch dag-test maintain \
 	test test-unit test-integration test-docker lint format bench
 
 help: ## list the commands
@@ -52,6 +57,7 @@ up: ## start the whole pipeline and provision its resources; idempotent (Docker 
 	@$(STACK_MODE); \
 	if [ "$$mode" = docker ]; then STATE_DIR=$(STATE) scripts/compose_up.sh; else $(MAKE) --no-print-directory up-native; fi \
 	  && mkdir -p $(STATE) && echo "$$mode" > $(STATE)/stack_mode
+	@if [ -x $(PY) ]; then $(PY) -m services.everyday next; else echo "console: http://127.0.0.1:$${CONSOLE_PORT:-8070}"; fi
 
 up-native: setup
 	@$(PY) -m services.runner up
@@ -77,8 +83,28 @@ seed: ## fill the MySQL source (ROWS=11154 SEED=42); replaces existing data
 emulate: ## post users' posts (MODE=batch|stream COUNT=100 RATE= BURST=1 TARGET=auto|gateway|proxy NO_ADAPT=1)
 	@$(RUN) -m emulator $(EMULATE_ARGS)
 
-provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run)
+provision: ## create topics, bucket, connector, streams and the API (idempotent; ARGS=--dry-run: checks, plan, costs)
 	@$(RUN) -m services.provision $(ARGS)
+
+logs: ## a service's log, or every service's (SERVICE=name FOLLOW=1 LINES=40), in either mode
+	@$(PY) -m services.everyday logs $(if $(SERVICE),--service $(SERVICE)) $(if $(FOLLOW),--follow) --lines $(LINES)
+
+restart: ## restart one service and wait until it is ready (SERVICE=name), in either mode
+	@test -n "$(SERVICE)" || { echo "make restart needs SERVICE=<name> (make status lists them)"; exit 2; }
+	@$(PY) -m services.everyday restart $(SERVICE)
+
+open: ## the console's URL (opened in a browser when the machine has one)
+	@$(PY) -m services.everyday open
+
+trace: ## where a source row went: ledger -> Kafka offset -> S3 object and line -> batch result; Kinesis -> Delta (IND=<n>)
+	@test -n "$(IND)" || { echo "make trace needs IND=<source row> (pin index / geo and user ind)"; exit 2; }
+	@$(RUN) -m services.console.trace --ind $(IND) $(ARGS)
+
+deprovision: ## aws target: list what provisioning created (by name and tag), ask, delete it (ARGS=--yes to not ask)
+	@$(RUN) -m services.provision.teardown $(ARGS)
+
+deploy-dag: ## aws target: upload the daily DAG, the code it imports and its requirements to MWAA_BUCKET (ARGS=--dry-run)
+	$(PY) -m services.provision.mwaa $(ARGS)
 
 verify: ## audit: every Kafka offset in S3 exactly once; every record in the emulator's ledger landed once (S3, Delta)
 	@$(RUN) -m services.audit
@@ -111,11 +137,11 @@ test: setup ## unit tests, then the stack and the integration tests
 	@$(MAKE) --no-print-directory up
 	@$(MAKE) --no-print-directory test-integration
 
-test-unit: ## fast tests, no services (Python, then the S3 sink plugin's JUnit tests)
+test-unit: ## fast tests, no services (Python, then the S3 sink plugin's JUnit tests, on Connect 3.7 and 4.1; PYTEST_ARGS='-k name' picks tests)
 	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
-	@mvn -B -q -f services/s3_sink/pom.xml test
+	@mvn -B -q -f services/s3_sink/pom.xml clean verify
 
-test-integration: ## tests against the running stack, native or Docker mode (make up first)
+test-integration: ## tests against the running stack, native or Docker mode (make up first; one test: PYTEST_ARGS='-k name')
 	@$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
 
 test-docker: ## CI's Docker-mode run: the integration tests in DOCKER_TESTS against the compose stack (make up first)

@@ -56,6 +56,8 @@ class Entry:
     attempts: int
     where: dict[str, Any] | None = None
     reason: str = ""
+    # Milliseconds from the record's first send to its final answer (retries included): the console's latency.
+    ms: float | None = None
 
     def line(self, run: str, path: str, via: str) -> dict[str, Any]:
         line: dict[str, Any] = {
@@ -73,6 +75,8 @@ class Entry:
             line.update(self.where)
         if self.reason:
             line["reason"] = self.reason
+        if self.ms is not None:
+            line["ms"] = round(self.ms, 1)
         return line
 
 

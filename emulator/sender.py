@@ -268,13 +268,14 @@ async def deliver(
     """
     pending = list(rows)
     stats.sent += len(rows)
+    started = time.monotonic()
     for attempt in range(1, policy.max_attempts + 1):
         outcomes = await _attempt(path, table, destination, pending, limiter)
         retry = []
         for row, outcome in zip(pending, outcomes, strict=True):
             if outcome.ok:
                 stats.acked += 1
-                _write(ledger, table, destination, row, ledger_module.ACKED, attempt, outcome)
+                _write(ledger, table, destination, row, ledger_module.ACKED, attempt, outcome, started)
             elif outcome.retriable and attempt < policy.max_attempts:
                 retry.append(row)
             else:
@@ -292,7 +293,7 @@ async def deliver(
                     }
                 )
                 kind = ledger_module.POSSIBLY_WRITTEN if outcome.possibly_written else ledger_module.FAILED
-                _write(ledger, table, destination, row, kind, attempt, outcome)
+                _write(ledger, table, destination, row, kind, attempt, outcome, started)
         if not retry:
             return
         stats.retries += len(retry)
@@ -301,10 +302,19 @@ async def deliver(
 
 
 def _write(
-    ledger: Ledger | None, table: str, destination: str, row: dict[str, Any], kind: str, attempts: int, outcome: Outcome
+    ledger: Ledger | None,
+    table: str,
+    destination: str,
+    row: dict[str, Any],
+    kind: str,
+    attempts: int,
+    outcome: Outcome,
+    started: float,
 ) -> None:
     if ledger is not None:
-        entry = Entry(table, payloads.row_key(table, row), destination, kind, attempts, outcome.where, outcome.reason)
+        key = payloads.row_key(table, row)
+        ms = (time.monotonic() - started) * 1000
+        entry = Entry(table, key, destination, kind, attempts, outcome.where, outcome.reason, ms)
         ledger.record(entry)
 
 

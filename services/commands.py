@@ -114,28 +114,47 @@ def status(settings: Settings, services: list[Service]) -> int:
     if not states:
         print("stack is not running (make up starts it)")
         return 1
-    unhealthy = 0
     width = max(len(s.name) for s in services) + 1
+    rows = service_health(settings, services, states)
+    for row in rows:
+        pid = f"pid {row['pid']}" if row["pid"] else ""
+        print(f"{row['name']:<{width}} {row['state']:<9} {row['health']:<10} {pid:<10} {row['where']}")
+        print(f"{'':<{width}} log: {row['log']}")
+    return 0 if all(row["ok"] for row in rows) else 1
+
+
+def service_health(settings: Settings, services: list[Service], states: dict[str, dict]) -> list[dict]:
+    """Per service: its process state, the result of its readiness probe and health check (real requests), its
+    pid, where it serves and where its log is. `make status` prints it; the console shows it."""
+    rows = []
     for service in services:
         info = states.get(service.name, {})
         state = info.get("statename", "NOT CONFIGURED")
-        health = ""
+        health, ok = "", False
         if state == "RUNNING":
             try:
                 service.ready(settings)
                 if service.health:
                     service.health(settings)
-                health = "ready"
+                health, ok = "ready", True
             except Exception as error:  # reported as NOT READY
                 health = f"NOT READY ({error})"
-                unhealthy += 1
-        else:
-            unhealthy += 1
-        pid = f"pid {info['pid']}" if info.get("pid") else ""
-        print(f"{service.name:<{width}} {state:<9} {health:<10} {pid:<10} {service.where}")
-        where_log = f"docker compose logs {service.name}" if in_docker_stack() else log_file(settings, service.name)
-        print(f"{'':<{width}} log: {where_log}")
-    return 1 if unhealthy else 0
+        where_log = (
+            f"docker compose logs {service.name}" if in_docker_stack() else str(log_file(settings, service.name))
+        )
+        rows.append(
+            {
+                "name": service.name,
+                "state": state,
+                "health": health,
+                "ok": ok,
+                "pid": info.get("pid"),
+                "where": service.where,
+                "log": where_log,
+                "on_demand": service.on_demand,
+            }
+        )
+    return rows
 
 
 def clean(settings: Settings, services: list[Service]) -> None:

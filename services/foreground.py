@@ -8,6 +8,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,9 @@ from pipeline.private import private_dir
 from pipeline.settings import Settings
 from services.contract import Service
 from services.docker_mode import HEALTH_INTERVAL, ready_marker
+from services.supervisor import log_file
 
+LOG_FILE_MAX_BYTES = 20 * 1024 * 1024  # then the file moves to <name>.log.1 (one kept), as supervisord does
 RESTART_AFTER_SECONDS = 10.0  # a child that ran this long and then failed is restarted in place, as supervisord does
 
 
@@ -64,7 +68,10 @@ def _run_once(settings: Settings, service: Service, marker: Path, state: dict, f
         cwd=service.directory or settings.state_dir,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **service.env},
         start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
+    threading.Thread(target=_copy_output, args=(child.stdout, log_file(settings, service.name)), daemon=True).start()
     state["child"] = child
     (settings.run_dir / f"{service.name}.pid").write_text(str(child.pid))
     started = time.monotonic()
@@ -93,3 +100,27 @@ def _run_once(settings: Settings, service: Service, marker: Path, state: dict, f
     marker.unlink(missing_ok=True)
     print(f"{service.name} exited with code {child.returncode}", flush=True)
     return child.returncode, time.monotonic() - started
+
+
+def _copy_output(output, path: Path) -> None:
+    """The program's output to the container's stdout (`docker logs`) and to its log file in the state folder,
+    where native mode keeps it too: the console and `make logs` read the same file in both modes. The pipe is always
+    drained, so a full disk or a removed folder never blocks the program."""
+    handle = None
+    for line in iter(output.readline, b""):
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+        try:
+            if handle is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                handle = path.open("ab")
+            handle.write(line)
+            handle.flush()
+            if handle.tell() > LOG_FILE_MAX_BYTES:
+                handle.close()
+                path.replace(path.with_name(path.name + ".1"))
+                handle = None
+        except OSError:
+            handle = None
+    if handle is not None:
+        handle.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pipeline.settings import Settings
 from services.airflow import service as airflow
 from services.connect import service as connect
+from services.console import service as console
 from services.contract import Service
 from services.kafka import service as kafka
 from services.kinesis import service as kinesis
@@ -27,5 +28,6 @@ def all_services(settings: Settings) -> list[Service]:
         connect.service(settings),
         *airflow.services(settings),
         *spark.services(settings),
+        console.service(settings),
         stream.service(settings),
     ]

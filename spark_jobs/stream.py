@@ -321,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(
         "pinterest-stream",
         settings,
-        master=args.master or os.environ.get("SPARK_MASTER") or "local[2]",
+        # On a runner's cluster (SPARK_JARS=cluster) the session exists already, with the runner's master.
+        master=None
+        if settings.spark_jars == "cluster"
+        else args.master or os.environ.get("SPARK_MASTER") or "local[2]",
         extra_conf=STREAM_CONF | local_storage_conf([args.warehouse, args.checkpoints or args.warehouse]),
     )
     spark.sparkContext.setLogLevel("WARN")

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import layout, run_history
 from pipeline.settings import TABLES, load_settings
 from services.provision.kafka import provision_connector, provision_topics
 from services.provision.s3 import provision_bucket
@@ -117,3 +118,26 @@ def test_report_is_uploaded_as_html(batch_run):
     assert report["ContentType"].startswith("text/html")
     page = report["Body"].read().decode()
     assert all(f'id="{name}"' in page for name in QUERIES)
+
+
+def test_run_history_quarantine_summary_and_report_sections_are_in_the_bucket(batch_run):
+    """Issue 20: the run's history object and the quarantine summary next to the results, and the report's run
+    sections; this user id has no streaming tables, so the streaming section says so."""
+    settings, client, _, _ = batch_run
+    history = client.list_objects_v2(Bucket=settings.bucket, Prefix=f"{layout.RESULTS_DIR}/{layout.HISTORY_DIR}/")
+    keys = sorted(item["Key"] for item in history.get("Contents", []))
+    assert keys, "no run record under analytics/history/"
+    newest = client.get_object(Bucket=settings.bucket, Key=keys[-1])
+    record = run_history.parse_run_record(newest["Body"].read().decode(), keys[-1])
+    assert newest["ContentType"].startswith("application/json")
+    summary_key = layout.quarantine_summary_path(layout.RESULTS_DIR)
+    summary = run_history.parse_quarantine_summary(
+        client.get_object(Bucket=settings.bucket, Key=summary_key)["Body"].read().decode()
+    )
+    assert summary["run_id"] == record["run_id"]
+    for table in TABLES:
+        assert summary["tables"][table]["quarantined"] == record["tables"][table]["quarantined"], table
+    page = client.get_object(Bucket=settings.bucket, Key=layout.report_path(layout.RESULTS_DIR))["Body"].read().decode()
+    assert record["run_id"] in page.split('<section id="history">')[1]
+    assert "No streaming tables yet under " + settings.warehouse_uri in page
+    assert '<section id="quarantine">' in page

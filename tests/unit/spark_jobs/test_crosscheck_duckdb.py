@@ -10,6 +10,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import layout
 from pipeline.layout import input_glob
 from pipeline.settings import TABLES, load_settings
 from spark_jobs import batch
@@ -59,3 +60,19 @@ def test_results_and_report_written(run):
     page = (results / "report.html").read_text()
     for name in QUERIES:
         assert f'id="{name}"' in page
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_cleaned_tables_written_are_the_reference_tables(run, table):
+    """`<results>/cleaned/<table>/` (which the queries read back, and the console's trace shows) holds exactly
+    DuckDB's cleaned, de-duplicated table: the same columns, one row per `ind`, the same values."""
+    folder = layout.cleaned_path(str(run["root"] / "results"), table)
+    connection = run["duckdb"]
+    reference_columns = connection.table(table).columns
+    written = f"read_parquet('{folder}/*.parquet')"
+    assert sorted(connection.sql(f"SELECT * FROM {written}").columns) == sorted(reference_columns)
+    columns = ", ".join(f'"{c}"' for c in reference_columns)
+    assert connection.sql(f"SELECT count(*), count(DISTINCT ind) FROM {written}").fetchall() == [(POSTS, POSTS)]
+    for left, right in ((written, table), (table, written)):
+        extra = connection.sql(f"SELECT {columns} FROM {left} EXCEPT ALL SELECT {columns} FROM {right}").fetchall()
+        assert extra == [], f"{table}: rows in {left} only, e.g. {extra[:2]}"
