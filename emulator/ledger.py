@@ -16,6 +16,11 @@ Outcomes:
   failed            refused, or retried until out of attempts, with answers that say it was not written.
 
 A ledger line is plain JSON so a user (or `jq`) can read it: see docs/design/ledger.md.
+
+Beside each run's lines the ledger keeps `<run id>.summary.json`, rewritten (atomically) at every flush: the run's
+outcome counts per table and destination, its latest latencies and its newest entry's time. The console shows those
+instead of parsing every line, whose cost grew with the emulator's rate (docs/BENCHMARKS.md, console cost); the lines
+stay the record that `make verify` audits, and the console parses them itself when a summary is stale (a killed run).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ import json
 import os
 import time
 import uuid
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.private import write_private
 from pipeline.settings import Settings
 
 ACKED = "acked"
@@ -35,6 +42,12 @@ POSSIBLY_WRITTEN = "possibly_written"
 FAILED = "failed"
 OUTCOMES = (ACKED, POSSIBLY_WRITTEN, FAILED)
 FLUSH_EVERY_S = 1.0
+LATENCY_SAMPLES = 500  # the summary's latest latencies (ms), the console's p50/p95
+
+
+def summary_path(ledger_file: Path) -> Path:
+    """The summary beside a run's `<run id>.jsonl`."""
+    return ledger_file.with_name(ledger_file.name.removesuffix(".jsonl") + ".summary.json")
 
 
 def ledger_dir(settings: Settings) -> Path:
@@ -90,24 +103,49 @@ class Ledger:
         self._file = self.file_path.open("a", encoding="utf-8")
         self._flushed = time.monotonic()
         self.counts = dict.fromkeys(OUTCOMES, 0)
+        self._tally: Counter = Counter()  # (table, destination, outcome) -> entries, for the summary
+        self._latencies: deque = deque(maxlen=LATENCY_SAMPLES)
+        self._last_at = 0.0
         # The run's first line: when it started, so the audit knows which window of each destination it covers.
         self._file.write(json.dumps({"run": run, "event": "start", "at": round(time.time(), 3), "path": path}) + "\n")
         self.flush()
 
     def record(self, entry: Entry) -> None:
-        self._file.write(json.dumps(entry.line(self.run, self.path, self.via), default=str) + "\n")
+        line = entry.line(self.run, self.path, self.via)
+        self._file.write(json.dumps(line, default=str) + "\n")
         self.counts[entry.outcome] += 1
+        self._tally[(entry.table, entry.destination, entry.outcome)] += 1
+        if "ms" in line:
+            self._latencies.append(line["ms"])
+        self._last_at = line["at"]
         if time.monotonic() - self._flushed >= FLUSH_EVERY_S:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, complete: bool = False) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._flushed = time.monotonic()
+        self._write_summary(complete)
+
+    def _write_summary(self, complete: bool) -> None:
+        """The summary of every line written so far (`bytes` of them); `complete` once the run has closed its file.
+        Replaced atomically: a reader sees the previous summary or this one, and reads the lines when it finds none."""
+        summary = {
+            "run": self.run,
+            "path": self.path,
+            "via": self.via,
+            "bytes": os.fstat(self._file.fileno()).st_size,
+            "complete": complete,
+            "written_at": round(time.time(), 3),
+            "last_at": self._last_at,
+            "counts": [[table, destination, outcome, n] for (table, destination, outcome), n in self._tally.items()],
+            "ms": list(self._latencies),
+        }
+        write_private(summary_path(self.file_path), json.dumps(summary))
 
     def close(self) -> None:
         if not self._file.closed:
-            self.flush()
+            self.flush(complete=True)
             self._file.close()
 
 

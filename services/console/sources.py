@@ -3,7 +3,8 @@
 A page that refreshes every second must not load the stack it shows (docs/design/console.md measures what it
 costs). So every source is read at most once per its time-to-live whatever the number of open pages (`Memo`, one
 lock each), and the sources that grow are read incrementally, never in full:
-- the emulator's ledger: each file from the byte where the previous read stopped (`LedgerCounts`);
+- the emulator's ledger: each run's summary, rewritten by the emulator every second, or, for a run whose summary is
+  stale, its lines from the byte where the previous read stopped (`LedgerCounts`);
 - the bucket: per topic partition, `ListObjectsV2` with `StartAfter` = the newest key already seen (the sink's keys
   hold zero-padded start offsets, so new objects sort after it), and only the newest object is read, for its line
   count (`SinkProgress`);
@@ -31,6 +32,7 @@ import orjson
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from emulator import ledger as ledger_module
 from pipeline import layout
 from pipeline.settings import TABLES, Settings
 
@@ -104,10 +106,30 @@ def s3_client(settings: Settings):
 
 
 # --- the emulator's ledger --------------------------------------------------------------------------------------
+SUMMARY_STALE_S = 5.0  # a running emulator rewrites its summary every second; older than this, its run has stopped
+
+
+@dataclass
+class RunCounts:
+    """One run's counts per (path, via, table, outcome), latest latencies per path, newest entry's time per path, and
+    its unreadable lines; `offset` is how far its lines were parsed."""
+
+    counts: Counter = field(default_factory=Counter)
+    latencies: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=LATENCY_SAMPLES)))
+    last_at: dict[str, float] = field(default_factory=dict)
+    unreadable: int = 0
+    offset: int = 0
+
+
 @dataclass
 class LedgerCounts:
-    """Outcome counts per (path, via, table, outcome) and recent latencies per path, from the ledger's JSON lines,
-    each file read from where the previous refresh stopped (a torn last line waits for its end)."""
+    """Outcome counts per (path, via, table, outcome) and recent latencies per path, of every run in the ledger.
+
+    A run's counts come from the summary its emulator rewrites every second (emulator/ledger.py), so a busy
+    emulator costs the console one small file a run, not a parse of every line. A run whose summary is stale (the
+    emulator was killed between two summaries) or missing is counted from its JSON lines instead, each file read
+    from where the previous refresh stopped (a torn last line waits for its end), so the counts still match
+    `make verify`."""
 
     folder: Path
     # Only entries for these topics and streams: the ledger folder may hold runs of other user ids (the tests').
@@ -116,47 +138,93 @@ class LedgerCounts:
     latencies: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=LATENCY_SAMPLES)))
     last_at: dict[str, float] = field(default_factory=dict)
     unreadable: int = 0
-    _offsets: dict[str, int] = field(default_factory=dict)
+    runs_from_summary: int = 0
+    _parsed: dict[str, RunCounts] = field(default_factory=dict)
 
     def refresh(self) -> LedgerCounts:
         files = {file.name: file for file in sorted(self.folder.glob("*.jsonl"))} if self.folder.is_dir() else {}
-        if set(self._offsets) - set(files):  # a file went away (`make clean`): count again from scratch
-            self.counts.clear(), self.latencies.clear(), self.last_at.clear(), self._offsets.clear()
-            self.unreadable = 0
+        for gone in set(self._parsed) - set(files):  # `make clean` deleted the run
+            del self._parsed[gone]
+        now = time.time()
+        runs: list[RunCounts] = []
+        self.runs_from_summary = 0
         for name, file in files.items():
-            offset = self._offsets.get(name, 0)
-            try:
-                size = file.stat().st_size
-            except FileNotFoundError:
-                continue
-            if size <= offset:
-                continue
-            with file.open("rb") as handle:
-                handle.seek(offset)
-                chunk = handle.read(size - offset)
-            complete, _, _ = chunk.rpartition(b"\n")
-            if not complete and not chunk.endswith(b"\n"):
-                continue
-            self._offsets[name] = offset + len(complete) + 1
-            for line in complete.split(b"\n"):
-                self._add(line)
+            run = self._from_summary(file, now)
+            if run is None:
+                run = self._parse_new_lines(file, self._parsed.setdefault(name, RunCounts()))
+            else:
+                self.runs_from_summary += 1
+            runs.append(run)
+        self.counts, self.last_at, self.unreadable = Counter(), {}, 0
+        self.latencies = defaultdict(lambda: deque(maxlen=LATENCY_SAMPLES))
+        for run in sorted(runs, key=lambda run: max(run.last_at.values(), default=0.0)):  # newest latencies last
+            self.counts.update(run.counts)
+            self.unreadable += run.unreadable
+            for path, values in run.latencies.items():
+                self.latencies[path].extend(values)
+            for path, at in run.last_at.items():
+                self.last_at[path] = max(self.last_at.get(path, 0.0), at)
         return self
 
-    def _add(self, line: bytes) -> None:
+    def _from_summary(self, file: Path, now: float) -> RunCounts | None:
+        """The run's counts from its summary, if the summary is fresh or covers the whole closed file."""
         try:
-            entry = orjson.loads(line)  # several times faster than json: a busy emulator writes 10,000 lines/s
+            summary = orjson.loads(ledger_module.summary_path(file).read_bytes())
+            fresh = now - float(summary["written_at"]) < SUMMARY_STALE_S
+            whole = bool(summary["complete"]) and int(summary["bytes"]) == file.stat().st_size
+            if not (fresh or whole):
+                return None
+            run, path, via = RunCounts(), str(summary["path"]), str(summary["via"])
+            for table, destination, outcome, n in summary["counts"]:
+                if self.destinations is None or destination in self.destinations:
+                    run.counts[(path, via, table, outcome)] += int(n)
+            if run.counts:
+                run.latencies[path].extend(float(ms) for ms in summary["ms"])
+                run.last_at[path] = float(summary["last_at"])
+            return run
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None  # none yet, unreadable, or of another shape: the lines say the same
+
+    @staticmethod
+    def _read_new_lines(file: Path, offset: int) -> tuple[bytes, int] | None:
+        """The complete lines after `offset` and the offset after them, or None when no new line is complete."""
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            return None
+        if size <= offset:
+            return None
+        with file.open("rb") as handle:
+            handle.seek(offset)
+            chunk = handle.read(size - offset)
+        complete, newline, _ = chunk.rpartition(b"\n")
+        if not newline:
+            return None
+        return complete, offset + len(complete) + 1
+
+    def _parse_new_lines(self, file: Path, run: RunCounts) -> RunCounts:
+        read = self._read_new_lines(file, run.offset)
+        if read is not None:
+            complete, run.offset = read
+            for line in complete.split(b"\n"):
+                self._add(run, line)
+        return run
+
+    def _add(self, run: RunCounts, line: bytes) -> None:
+        try:
+            entry = orjson.loads(line)
         except orjson.JSONDecodeError:
-            self.unreadable += 1
+            run.unreadable += 1
             return
         if not isinstance(entry, dict) or "outcome" not in entry:
             return  # a run's start line
         if self.destinations is not None and entry.get("destination") not in self.destinations:
             return
         path = entry.get("path", "?")
-        self.counts[(path, entry.get("via", "?"), entry.get("table", "?"), entry["outcome"])] += 1
+        run.counts[(path, entry.get("via", "?"), entry.get("table", "?"), entry["outcome"])] += 1
         if entry.get("ms") is not None:
-            self.latencies[path].append(float(entry["ms"]))
-        self.last_at[path] = max(self.last_at.get(path, 0.0), float(entry.get("at", 0.0)))
+            run.latencies[path].append(float(entry["ms"]))
+        run.last_at[path] = max(run.last_at.get(path, 0.0), float(entry.get("at", 0.0)))
 
     def total(self, path: str, outcome: str, via: str | None = None, table: str | None = None) -> int:
         return sum(

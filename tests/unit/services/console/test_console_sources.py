@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 from moto import mock_aws
 
+from emulator.ledger import Entry, Ledger
 from pipeline import layout
 from pipeline.settings import load_settings
 from services.console import sources
@@ -55,6 +56,51 @@ def test_ledger_counts_read_only_new_complete_lines(tmp_path):
     (tmp_path / "r2.jsonl").write_text(_line(path="batch", via="proxy", table="pin", row=3, outcome="acked"))
     ledger.refresh()
     assert ledger.total("batch", "acked") == 1 and ledger.total("stream", "acked") == 0
+
+
+def _run(folder, run: str, n: int, destination: str = "aaaaaaaaaaaa.pin") -> Ledger:
+    ledger = Ledger(folder, run, "batch", "gateway")
+    for row in range(n):
+        outcome = "failed" if row % 7 == 0 else "acked"
+        ledger.record(Entry("pin", row, destination, outcome, 1, {"partition": 0, "offset": row}, ms=float(row)))
+    return ledger
+
+
+def _seen(ledger: sources.LedgerCounts):
+    return ledger.counts, {p: list(v) for p, v in ledger.latencies.items()}, ledger.last_at, ledger.unreadable
+
+
+def test_ledger_counts_from_a_runs_summary_equal_the_counts_from_its_lines(tmp_path):
+    _run(tmp_path, "r1", 900).close()
+    _run(tmp_path, "r2", 40, destination="bbbbbbbbbbbb.pin").close()  # another user id's run
+    ours = frozenset({"aaaaaaaaaaaa.pin"})
+    from_summaries = sources.LedgerCounts(tmp_path, ours).refresh()
+    assert from_summaries.runs_from_summary == 2
+    assert from_summaries.total("batch", "acked", via="gateway") == 900 - 129
+    assert from_summaries.total("batch", "failed") == 129
+    assert len(from_summaries.latencies["batch"]) == sources.LATENCY_SAMPLES
+    for summary in tmp_path.glob("*.summary.json"):
+        summary.unlink()
+    from_lines = sources.LedgerCounts(tmp_path, ours).refresh()
+    assert from_lines.runs_from_summary == 0
+    assert _seen(from_summaries) == _seen(from_lines)
+
+
+def test_a_stale_summary_of_a_killed_run_gives_way_to_its_lines(tmp_path, monkeypatch):
+    ledger = _run(tmp_path, "r1", 10)
+    ledger.flush()  # the summary covers 10 entries
+    ledger.record(Entry("pin", 10, "aaaaaaaaaaaa.pin", "acked", 1, {"partition": 0, "offset": 10}, ms=1.0))
+    ledger._file.flush()  # the 11th line is on disk, and the emulator is killed before its next summary
+    counts = sources.LedgerCounts(tmp_path).refresh()
+    assert counts.runs_from_summary == 1 and counts.total("batch", "acked") == 8  # a live run: its last summary
+
+    later = time.time() + sources.SUMMARY_STALE_S + 1
+    monkeypatch.setattr(sources.time, "time", lambda: later)
+    counts.refresh()
+    assert counts.runs_from_summary == 0 and counts.total("batch", "acked") == 9  # every line, as make verify counts
+
+    (tmp_path / "r1.summary.json").write_text("{torn")  # an unreadable summary: the lines again
+    assert sources.LedgerCounts(tmp_path).refresh().total("batch", "acked") == 9
 
 
 def test_ledger_entries_finds_a_row_in_every_run(tmp_path):
