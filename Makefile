@@ -142,10 +142,10 @@ test-unit: ## fast tests, no services (Python, then the S3 sink plugin's JUnit t
 	@mvn -B -q -f services/s3_sink/pom.xml clean verify
 
 test-integration: ## tests against the running stack, native or Docker mode (make up first; one test: PYTEST_ARGS='-k name')
-	@$(PY) -m pytest tests/integration -q -m integration $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/integration -q -m integration --durations=15 $(PYTEST_ARGS)
 
 test-docker: ## CI's Docker-mode run: the integration tests in DOCKER_TESTS against the compose stack (make up first)
-	@STACK=docker $(PY) -m pytest $(DOCKER_TESTS) -q -m integration $(PYTEST_ARGS)
+	@STACK=docker $(PY) -m pytest $(DOCKER_TESTS) -q -m integration --durations=10 $(PYTEST_ARGS)
 
 lint: ## ruff check and format check
 	@$(VENV)/bin/ruff check .
