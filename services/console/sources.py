@@ -138,6 +138,8 @@ class LedgerCounts:
     latencies: dict[str, deque] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=LATENCY_SAMPLES)))
     last_at: dict[str, float] = field(default_factory=dict)
     unreadable: int = 0
+    # False: every run from its lines (the way before the summaries; the baseline of bench_ledger_counts.py).
+    use_summaries: bool = True
     runs_from_summary: int = 0
     _parsed: dict[str, RunCounts] = field(default_factory=dict)
 
@@ -149,7 +151,7 @@ class LedgerCounts:
         runs: list[RunCounts] = []
         self.runs_from_summary = 0
         for name, file in files.items():
-            run = self._from_summary(file, now)
+            run = self._from_summary(file, now) if self.use_summaries else None
             if run is None:
                 run = self._parse_new_lines(file, self._parsed.setdefault(name, RunCounts()))
             else:
