@@ -3,8 +3,6 @@
 # image (cached layers: a second run rebuilds nothing), every service of docker-compose.yml until healthy (each
 # container's health is its readiness probe, a real request), then provisioning, as native `make up` does.
 # Idempotent. Refuses with the fix when the native stack or another process holds the stack's ports.
-# `scripts/compose_up.sh --build-only`: engine, base image and project image only, nothing started and no port
-# checked (CI builds them while the native stack is under test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE=${STATE_DIR:-.state}
@@ -33,16 +31,13 @@ if cmp -s "$bundle.new" "$bundle"; then rm "$bundle.new"; else mv "$bundle.new" 
 export STATE_DIR="$STATE"
 compose() { scripts/compose.sh "$@"; }  # docker compose with the stack's state folder and this bundle
 
-build_only=false
-[ "${1:-}" = "--build-only" ] && build_only=true
-
 # The other mode's stack, or any other process, on our ports: say which and how to fix it.
 pidfile="$STATE/run/supervisord.pid"
-if ! $build_only && [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   log "the native stack is running and holds the stack's ports: stop it with \`make down STACK=native\`, then run this again"
   exit 1
 fi
-running=$($build_only && echo build-only || compose ps --services --status running 2>/dev/null || true)
+running=$(compose ps --services --status running 2>/dev/null || true)
 if [ -z "$running" ]; then
   busy=()
   ports="3306 9000 4566 4567 9092 9093 8082 8083 8080"
@@ -73,10 +68,6 @@ fi
 if ! "${build[@]}"; then
   log "the image build failed (output above); fix the cause and run make up again: finished layers are kept"
   exit 1
-fi
-if $build_only; then
-  log "image built in $(( $(date +%s) - started )) s (--build-only: nothing started)"
-  exit 0
 fi
 log "image built in $(( $(date +%s) - started )) s; starting the services"
 compose up -d --remove-orphans
