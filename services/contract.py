@@ -10,11 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from pipeline.settings import Settings
 
 
 class NotReady(Exception):
     """A readiness probe failed; the message says what was tried."""
+
+
+def get_ok(url: str, timeout: float) -> httpx.Response:
+    """A readiness probe's `GET url`: the 200 response, else NotReady naming the URL and the error or the answer."""
+    try:
+        response = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as error:
+        raise NotReady(f"GET {url} failed: {error}") from error
+    if response.status_code != 200:
+        raise NotReady(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+    return response
 
 
 @dataclass(frozen=True)

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import sys
 
-import httpx
-
 from pipeline.settings import REPO_ROOT, Settings
-from services.contract import NotReady, Service
+from services.contract import Service, get_ok
 
 
 def ready(settings: Settings) -> None:
-    url = f"{settings.console_url}/healthz"
-    try:
-        response = httpx.get(url, timeout=2.0)
-    except httpx.HTTPError as error:
-        raise NotReady(f"GET {url} failed: {error}") from error
-    if response.status_code != 200:
-        raise NotReady(f"GET {url} answered {response.status_code}")
+    get_ok(f"{settings.console_url}/healthz", timeout=2.0)
 
 
 def service(settings: Settings) -> Service:

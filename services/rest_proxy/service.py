@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import sys
 
-import httpx
-
 from pipeline.settings import REPO_ROOT, Settings
-from services.contract import NotReady, Service
+from services.contract import NotReady, Service, get_ok
 
 
 def ready(settings: Settings) -> None:
     url = f"{settings.rest_proxy_url.rstrip('/')}/v3/clusters"
-    try:
-        response = httpx.get(url, timeout=5)
-    except httpx.HTTPError as error:
-        raise NotReady(f"GET {url} failed: {error}") from error
-    if response.status_code != 200:
-        raise NotReady(f"GET {url} answered {response.status_code}: {response.text[:200]}")
+    response = get_ok(url, timeout=5)
     clusters = response.json().get("data") or []
     if not clusters or not clusters[0].get("cluster_id"):
         raise NotReady(f"GET {url} listed no cluster: {response.text[:200]}")
