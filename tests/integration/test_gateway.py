@@ -18,7 +18,7 @@ from pipeline.kafka_clients import kafka_python_config
 from pipeline.settings import TABLES, Settings
 from services.provision import aws
 from services.provision.kafka import provision_topics
-from tests.support.gateway import gateway_test_settings
+from tests.support.gateway import gateway_test_settings, read_back
 from tests.support.kinesis import stream_records
 
 pytestmark = pytest.mark.integration
@@ -52,19 +52,6 @@ def gateway(tmp_path_factory) -> tuple[Settings, str]:
 def kinesis(gateway):
     settings, _ = gateway
     return boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
-
-
-def read_back(kinesis, stream: str, shard_id: str, sequence_number: str) -> dict:
-    """The record Kinesis stored at this position, with Data parsed as JSON."""
-    iterator = kinesis.get_shard_iterator(
-        StreamName=stream,
-        ShardId=shard_id,
-        ShardIteratorType="AT_SEQUENCE_NUMBER",
-        StartingSequenceNumber=sequence_number,
-    )["ShardIterator"]
-    records = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
-    assert records and records[0]["SequenceNumber"] == sequence_number
-    return {"data": json.loads(records[0]["Data"]), "partition_key": records[0]["PartitionKey"]}
 
 
 def latest_iterators(kinesis, stream: str) -> list[str]:

@@ -17,7 +17,7 @@ from kafka import KafkaAdminClient
 from pipeline.kafka_clients import kafka_python_config
 from services.provision import aws
 from services.provision.kafka import deprovision_topics, provision_topics
-from tests.support.gateway import gateway_test_settings
+from tests.support.gateway import gateway_test_settings, read_back
 
 pytestmark = pytest.mark.integration
 
@@ -66,14 +66,7 @@ def test_the_emulators_routes_work(gateway):
         for shard_id, sequence in [(one.json()["ShardId"], one.json()["SequenceNumber"])] + [
             (r["ShardId"], r["SequenceNumber"]) for r in many.json()["Records"]
         ]:
-            iterator = kinesis.get_shard_iterator(
-                StreamName=stream,
-                ShardId=shard_id,
-                ShardIteratorType="AT_SEQUENCE_NUMBER",
-                StartingSequenceNumber=sequence,
-            )["ShardIterator"]
-            (record, *_) = kinesis.get_records(ShardIterator=iterator, Limit=1)["Records"]
-            assert record["PartitionKey"] == key
+            assert read_back(kinesis, stream, shard_id, sequence)["partition_key"] == key
 
 
 @pytest.mark.parametrize(
