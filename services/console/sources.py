@@ -142,11 +142,15 @@ class LedgerCounts:
     use_summaries: bool = True
     runs_from_summary: int = 0
     _parsed: dict[str, RunCounts] = field(default_factory=dict)
+    # Closed runs (a complete summary covering the whole file): counted once, not read again while the file stays.
+    _closed: dict[str, tuple[int, RunCounts]] = field(default_factory=dict)
 
     def refresh(self) -> LedgerCounts:
         files = {file.name: file for file in sorted(self.folder.glob("*.jsonl"))} if self.folder.is_dir() else {}
         for gone in set(self._parsed) - set(files):  # `make clean` deleted the run
             del self._parsed[gone]
+        for gone in set(self._closed) - set(files):
+            del self._closed[gone]
         now = time.time()
         runs: list[RunCounts] = []
         self.runs_from_summary = 0
@@ -171,9 +175,13 @@ class LedgerCounts:
     def _from_summary(self, file: Path, now: float) -> RunCounts | None:
         """The run's counts from its summary, if the summary is fresh or covers the whole closed file."""
         try:
+            size = file.stat().st_size
+            closed = self._closed.get(file.name)
+            if closed is not None and closed[0] == size:
+                return closed[1]
             summary = orjson.loads(ledger_module.summary_path(file).read_bytes())
             fresh = now - float(summary["written_at"]) < SUMMARY_STALE_S
-            whole = bool(summary["complete"]) and int(summary["bytes"]) == file.stat().st_size
+            whole = bool(summary["complete"]) and int(summary["bytes"]) == size
             if not (fresh or whole):
                 return None
             run, path, via = RunCounts(), str(summary["path"]), str(summary["via"])
@@ -183,6 +191,8 @@ class LedgerCounts:
             if run.counts:
                 run.latencies[path].extend(float(ms) for ms in summary["ms"])
                 run.last_at[path] = float(summary["last_at"])
+            if whole:
+                self._closed[file.name] = (size, run)
             return run
         except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             return None  # none yet, unreadable, or of another shape: the lines say the same

@@ -86,6 +86,16 @@ def test_ledger_counts_from_a_runs_summary_equal_the_counts_from_its_lines(tmp_p
     assert _seen(from_summaries) == _seen(from_lines)
 
 
+def test_a_closed_run_is_counted_once_until_its_file_changes(tmp_path):
+    _run(tmp_path, "r1", 10).close()
+    counts = sources.LedgerCounts(tmp_path).refresh()
+    (tmp_path / "r1.summary.json").unlink()
+    assert counts.refresh().runs_from_summary == 1 and counts.total("batch", "acked") == 8  # not read again
+    with (tmp_path / "r1.jsonl").open("a") as handle:  # the file changed: its counts are taken again, from its lines
+        handle.write(_line(path="batch", via="gateway", table="pin", row=99, outcome="acked"))
+    assert counts.refresh().runs_from_summary == 0 and counts.total("batch", "acked") == 9
+
+
 def test_a_stale_summary_of_a_killed_run_gives_way_to_its_lines(tmp_path, monkeypatch):
     ledger = _run(tmp_path, "r1", 10)
     ledger.flush()  # the summary covers 10 entries
