@@ -18,6 +18,11 @@ if (!argv.path) {
 }
 
 const server = kinesalite(argv)
+// Node closes a keep-alive connection after 5 s idle by default. A client that reuses a pooled connection just then
+// (LocalStack's forwarder and API Gateway's integration, boto3) sees it closed with no answer, "RemoteDisconnected":
+// a put whose fate it cannot know, which the emulator then counts as "possibly written". Those clients keep their
+// connections for reuse, so the store keeps them open too: for 10 minutes (`--keepAliveMs`).
+server.keepAliveTimeout = Number(argv.keepAliveMs || 600000)
 server.on('error', (error) => {
   console.error(`[kinesis] cannot listen on ${host}:${port}: ${error.message}`)
   process.exit(1)
