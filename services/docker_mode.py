@@ -1,6 +1,8 @@
 """Docker mode's view of the services: one container per service, each running `services.runner run NAME`
-(services/foreground.py), which keeps `<run_dir>/<name>.ready` fresh while the service passes its readiness probe.
-The container's healthcheck (scripts/docker_healthcheck.sh) and `status` read those markers."""
+(services/foreground.py), which keeps `<run_dir>/<name>.running` fresh while the service's program runs and
+`<run_dir>/<name>.ready` fresh while it also passes its readiness probe. The container's healthcheck
+(scripts/docker_healthcheck.sh) reads the ready marker; `status` reads the running markers for the process state,
+as natively from supervisord, and runs each running service's probe itself."""
 
 from __future__ import annotations
 
@@ -22,11 +24,17 @@ def ready_marker(settings: Settings, name: str) -> Path:
     return settings.run_dir / f"{name}.ready"
 
 
+def running_marker(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.running"
+
+
 def container_states(settings: Settings) -> dict[str, dict]:
-    """Docker mode (inside a container of the stack): each service's container keeps its ready marker fresh while
-    it runs and passes its probe (`run_foreground`); a marker more than a few probes old means it is gone."""
+    """Docker mode (inside a container of the stack): each service's container keeps its running marker fresh while
+    its program runs (`run_foreground`), ready or not; a marker more than a few intervals old means it is gone.
+    Whether it is ready is the status's own probe, as in native mode, where a running program that fails its probe
+    is RUNNING and NOT READY."""
     states = {}
-    for marker in settings.run_dir.glob("*.ready"):
+    for marker in settings.run_dir.glob("*.running"):
         fresh = time.time() - marker.stat().st_mtime < 4 * HEALTH_INTERVAL
         states[marker.stem] = {"name": marker.stem, "statename": "RUNNING" if fresh else "STOPPED", "pid": None}
     return states

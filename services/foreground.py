@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.private import private_dir
 from pipeline.settings import Settings
 from services.contract import Service
-from services.docker_mode import HEALTH_INTERVAL, ready_marker
+from services.docker_mode import HEALTH_INTERVAL, ready_marker, running_marker
 from services.supervisor import log_file
 
 LOG_FILE_MAX_BYTES = 20 * 1024 * 1024  # then the file moves to <name>.log.1 (one kept), as supervisord does
@@ -33,7 +33,8 @@ def run_foreground(settings: Settings, service: Service) -> int:
 
     While the service runs, this process repeats the readiness probe (a real request) every HEALTH_INTERVAL seconds
     and keeps `<run_dir>/<name>.ready` fresh while it passes: the container's healthcheck only looks at that file's
-    age, so health costs no new interpreter per check. `<run_dir>/<name>.pid` holds the program's pid."""
+    age, so health costs no new interpreter per check. `<run_dir>/<name>.running` is kept fresh while the program
+    runs, ready or not (`status` reads it). `<run_dir>/<name>.pid` holds the program's pid."""
     private_dir(settings.state_dir)
     for directory in (settings.data_dir, settings.log_dir, settings.run_dir):
         directory.mkdir(parents=True, exist_ok=True)
@@ -60,6 +61,8 @@ def run_foreground(settings: Settings, service: Service) -> int:
 def _run_once(settings: Settings, service: Service, marker: Path, state: dict, forward) -> tuple[int, float]:
     """One start of the program, watched until it exits: (its exit code, seconds it ran)."""
     marker.unlink(missing_ok=True)
+    running = running_marker(settings, service.name)
+    running.unlink(missing_ok=True)
     if service.prepare:
         service.prepare(settings)
     print(f"starting {service.name}: {' '.join(service.command)}", flush=True)
@@ -74,6 +77,9 @@ def _run_once(settings: Settings, service: Service, marker: Path, state: dict, f
     threading.Thread(target=_copy_output, args=(child.stdout, log_file(settings, service.name)), daemon=True).start()
     state["child"] = child
     (settings.run_dir / f"{service.name}.pid").write_text(str(child.pid))
+    exited = threading.Event()
+    keeper = threading.Thread(target=_keep_fresh, args=(running, str(child.pid), exited), daemon=True)
+    keeper.start()
     started = time.monotonic()
     ready_once = False
     next_probe = started
@@ -97,9 +103,19 @@ def _run_once(settings: Settings, service: Service, marker: Path, state: dict, f
             next_probe = time.monotonic() + (HEALTH_INTERVAL if ready_once else 0.5)
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.wait(timeout=0.5)
+    exited.set()
+    keeper.join()
     marker.unlink(missing_ok=True)
+    running.unlink(missing_ok=True)
     print(f"{service.name} exited with code {child.returncode}", flush=True)
     return child.returncode, time.monotonic() - started
+
+
+def _keep_fresh(path: Path, content: str, exited: threading.Event) -> None:
+    """Rewrite `path` every HEALTH_INTERVAL until `exited`: in a thread of its own, so a slow probe never ages it."""
+    while not exited.is_set():
+        path.write_text(content)
+        exited.wait(HEALTH_INTERVAL)
 
 
 def _copy_output(output, path: Path) -> None:
