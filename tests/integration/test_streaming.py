@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,6 +39,9 @@ from tests.support.kinesis import stream_records
 STREAM_USER_ID = "7e57c0de0006"
 STREAM_DATABASE = "pinterest_data_stream"
 JOB_TIMEOUT = 900
+# Spark gives a query's Python worker a fixed 10 s to connect back to the JVM (PythonWorkerFactory: not a setting).
+# On a loaded machine a worker can miss it, and the job restarts that query from its checkpoint (spark_jobs/stream.py).
+CONNECT_BACK = "Python worker failed to connect back"
 
 
 @pytest.fixture(scope="module")
@@ -326,9 +330,20 @@ def test_kill_9_of_the_kinesis_store_and_of_localstack_under_load_loses_and_repe
         stop_producer.set()
     stack_control.wait_ready("localstack")
     provision_stack_api()  # LocalStack forgot the API, as `make up` would provision it again
-    assert "restart" not in "".join(output), "a query failed and was restarted:\n" + "".join(output[-50:])
+    causes = query_restarts("".join(output))
+    # The kills must not fail a query: the source retries. A restart for the connect-back window is the machine's load.
+    failed = [cause for cause in causes if not cause.startswith(CONNECT_BACK)]
+    assert not failed, "a query failed and was restarted:\n" + "".join(output[-50:])
     check_exactly_once(stream_settings, warehouse, truth)
-    print(f"{len(acked)} records acknowledged, {sum(refused.values())} PutRecords refused while the store was down")
+    print(
+        f"{len(acked)} records acknowledged, {sum(refused.values())} PutRecords refused while the store was down, "
+        f"{len(causes)} queries restarted because a Python worker missed Spark's 10 s to connect back"
+    )
+
+
+def query_restarts(output: str) -> list[str]:
+    """The cause of each query restart the job printed (`stream: query NAME stopped (CAUSE...); restart N`)."""
+    return re.findall(r"stream: query \S+ stopped \((.*)", output)
 
 
 @pytest.mark.timeout(2 * JOB_TIMEOUT + 300)
