@@ -22,6 +22,11 @@ Each table is compacted, then vacuumed; a table that does not exist yet is skipp
 reports how many files compaction would take in and VACUUM would delete. The table's log (`_delta_log`) cleans
 itself up at checkpoints (`delta.logRetentionDuration`, 30 days) and the queries' checkpoints keep Spark's last 100
 batches (`spark.sql.streaming.minBatchesToRetain`), so neither needs this job.
+
+VACUUM lists the table's files in a Spark job of `spark.sql.sources.parallelPartitionDiscovery.parallelism` tasks
+(Delta's VacuumCommand reads that setting): Spark's default is 10,000 tasks whatever the table's size, nearly all of
+them empty for these unpartitioned tables, and on a local Spark each costs milliseconds. Left at Spark's default, it
+is set to the session's default parallelism (its cores) for this job; a value the user set is kept.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from pipeline.settings import Settings, get_settings
 from spark_jobs.session import build_spark, require_jars
 
 DELTA_RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+SPARK_DEFAULT_LISTING_PARALLELISM = "10000"
 DELTA_DEFAULT_RETAIN_HOURS = 168
 UNKNOWN_BUCKET = "org.apache.hadoop.fs.s3a.UnknownStoreException"
 
@@ -98,6 +105,13 @@ def allow_retention(spark: SparkSession, retain_hours: int) -> None:
         spark.conf.set(DELTA_RETENTION_CHECK, "false")
 
 
+def size_vacuum_listing(spark: SparkSession) -> None:
+    """VACUUM's file listing in as many tasks as the session has cores, not Spark's default 10,000 (module docstring),
+    unless the user chose a value."""
+    if spark.conf.get(LISTING_PARALLELISM) == SPARK_DEFAULT_LISTING_PARALLELISM:
+        spark.conf.set(LISTING_PARALLELISM, str(spark.sparkContext.defaultParallelism))
+
+
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     """Whether `path` holds a Delta table; False too when its bucket does not exist yet (S3A's
     UnknownStoreException: a user id that provisioning has not set up)."""
@@ -114,6 +128,7 @@ def is_delta_table(spark: SparkSession, path: str) -> bool:
 
 def run(spark: SparkSession, paths: list[str], retain_hours: int, dry_run: bool) -> list[TableMaintenance]:
     allow_retention(spark, retain_hours)
+    size_vacuum_listing(spark)
     done = []
     for path in paths:
         if not is_delta_table(spark, path):

@@ -12,7 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from pipeline.settings import load_settings
-from spark_jobs.maintenance import run, stream_table_paths
+from spark_jobs.maintenance import LISTING_PARALLELISM, run, stream_table_paths
 from spark_jobs.session import build_spark, jar_paths
 
 MAINTENANCE_USER_ID = "7e57c0de0de1"
@@ -49,6 +49,7 @@ def test_compaction_keeps_the_rows_in_one_file_and_vacuum_deletes_replaced_files
     assert data_files(pin) == 12
 
     (dry,) = run(spark, paths, retain_hours=168, dry_run=True)  # the other tables do not exist: skipped
+    assert spark.conf.get(LISTING_PARALLELISM) == "1", "VACUUM lists in one task per core (local[1]), not 10,000"
     assert (dry.files_before, dry.files_after, dry.vacuumed) == (12, 12, 0) and data_files(pin) == 12
 
     (compacted,) = run(spark, paths, retain_hours=168, dry_run=False)
