@@ -147,10 +147,9 @@ class LedgerCounts:
 
     def refresh(self) -> LedgerCounts:
         files = {file.name: file for file in sorted(self.folder.glob("*.jsonl"))} if self.folder.is_dir() else {}
-        for gone in set(self._parsed) - set(files):  # `make clean` deleted the run
-            del self._parsed[gone]
-        for gone in set(self._closed) - set(files):
-            del self._closed[gone]
+        for cache in (self._parsed, self._closed):
+            for gone in set(cache) - set(files):  # `make clean` deleted the run
+                del cache[gone]
         now = time.time()
         runs: list[RunCounts] = []
         self.runs_from_summary = 0
