@@ -10,9 +10,18 @@ import sys
 import threading
 import time
 
+import pytest
+
 from pipeline.settings import load_settings
 from services import docker_mode, foreground
 from services.contract import NotReady, Service
+
+
+@pytest.fixture
+def settings(tmp_path):
+    settings = load_settings(_env_file=None, state_dir=tmp_path / "state")
+    settings.run_dir.mkdir(parents=True)
+    return settings
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:
@@ -36,9 +45,7 @@ def program(seconds: float) -> list[str]:
     return [sys.executable, "-c", f"import time; time.sleep({seconds})"]
 
 
-def test_a_running_program_that_fails_its_probe_is_running_not_ready_and_gone_once_it_exits(tmp_path):
-    settings = load_settings(_env_file=None, state_dir=tmp_path / "state")
-    settings.run_dir.mkdir(parents=True)
+def test_a_running_program_that_fails_its_probe_is_running_not_ready_and_gone_once_it_exits(settings, tmp_path):
     probes = []
 
     def never_ready(_settings) -> None:
@@ -58,9 +65,7 @@ def test_a_running_program_that_fails_its_probe_is_running_not_ready_and_gone_on
     assert not docker_mode.running_marker(settings, "door").exists()
 
 
-def test_a_ready_program_has_both_markers(tmp_path):
-    settings = load_settings(_env_file=None, state_dir=tmp_path / "state")
-    settings.run_dir.mkdir(parents=True)
+def test_a_ready_program_has_both_markers(settings, tmp_path):
     service = Service(
         name="store", command=program(2), ports=(), ready=lambda _s: None, where="here", directory=tmp_path
     )
@@ -72,10 +77,8 @@ def test_a_ready_program_has_both_markers(tmp_path):
     assert not docker_mode.running_marker(settings, "store").exists()
 
 
-def test_a_running_marker_not_refreshed_for_a_few_intervals_is_stopped(tmp_path):
+def test_a_running_marker_not_refreshed_for_a_few_intervals_is_stopped(settings):
     """A container killed with SIGKILL leaves its marker behind: it ages into STOPPED."""
-    settings = load_settings(_env_file=None, state_dir=tmp_path / "state")
-    settings.run_dir.mkdir(parents=True)
     marker = docker_mode.running_marker(settings, "gone")
     marker.write_text("123")
     old = time.time() - 5 * docker_mode.HEALTH_INTERVAL
