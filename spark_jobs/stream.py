@@ -14,11 +14,11 @@ This module is the job's command line: it starts the queries and watches them. T
 spark_jobs/stream_transforms.py; the tables and their exactly-once writer (also across `kill -9`) in
 spark_jobs/delta_writer.py.
 
-`--until-idle N` stops once every query has seen no new record for N seconds (tests, benchmarks); without it the
-job runs until SIGINT or SIGTERM (`make stream-stop` sends SIGINT, which the Spark JVM ignores), then stops the
-queries cleanly. A status file (`state/run/stream-status.json`) is rewritten every few seconds with each query's
-progress; the runner's readiness probe reads it. A query that fails (e.g. its Python worker missed Spark's fixed
-10 s connect-back window on a loaded machine) is restarted up to 5 times.
+`--until-idle N` stops once every query has seen no new record for N seconds and none has a batch in flight (tests,
+benchmarks); without it the job runs until SIGINT or SIGTERM (`make stream-stop` sends SIGINT, which the Spark JVM
+ignores), then stops the queries cleanly. A status file (`state/run/stream-status.json`) is rewritten every few
+seconds with each query's progress; the runner's readiness probe reads it. A query that fails (e.g. its Python worker
+missed Spark's fixed 10 s connect-back window on a loaded machine) is restarted up to 5 times.
 
 When Kinesis no longer has a checkpoint's sequence number (a re-created stream, a store that lost records), the
 source resumes by arrival time instead of failing the query on every restart (spark_jobs/kinesis_offsets.py). The
@@ -237,6 +237,8 @@ def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> in
             print(f"stream: query {query.name} stopped ({error}); restart {restarts[table]}", file=sys.stderr)
             queries[table] = start(table)
         for table, query in queries.items():
+            if busy(query.status):
+                last_rows_at[table] = time.monotonic()
             for progress in query.recentProgress:
                 key = f"{progress['runId']}/{progress['batchId']}"
                 if progress["numInputRows"] and key not in counted[table]:
@@ -256,6 +258,16 @@ def run(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> in
     write_status(path, list(queries.values()), streams)
     print(f"stream: stopped after {time.monotonic() - started:.0f} s; records read {totals}", flush=True)
     return exit_code
+
+
+def busy(status: dict[str, object]) -> bool:
+    """Whether a query has found records it has not committed yet (`StreamingQuery.status["isDataAvailable"]`: set
+    when a trigger plans a batch with data, cleared by the next trigger that finds none). The idle clock of
+    `--until-idle` runs only while no query is busy: a batch that takes longer than the idle time (a resumed shard's
+    first batch, a loaded machine) is work, not idleness, and stopping the query in its middle would leave its
+    records for the next run. `isTriggerActive` is not used: it is also true for the short planning of each empty
+    trigger, and sampling it would keep resetting the clock."""
+    return bool(status.get("isDataAvailable"))
 
 
 def wait_for_first_trigger(query: StreamingQuery, timeout: float = 300.0) -> None:
