@@ -23,6 +23,7 @@ from services.provision import teardown
 SINK_CLASS = "pipeline.s3sink.S3SinkConnector"
 RAW_BYTES = "org.apache.kafka.connect.converters.ByteArrayConverter"
 CONNECTOR_RUNNING_TIMEOUT_S = 60.0
+TOPICS_GONE_TIMEOUT_S = 30.0
 
 
 def provision_topics(settings: Settings, dry_run: bool) -> list[str]:
@@ -65,9 +66,28 @@ def deprovision_topics(settings: Settings, dry_run: bool) -> list[str]:
             for topic in settings.topics
             if topic in existing
         ]
-        return teardown.sweep(settings, dry_run, found)
+        lines = teardown.sweep(settings, dry_run, found)
+        if not dry_run:
+            lines += _wait_gone(admin, [topic for topic in settings.topics if topic in existing])
+        return lines
     finally:
         admin.close()
+
+
+def _wait_gone(admin: KafkaAdminClient, topics: list[str]) -> list[str]:
+    """Wait until the deleted topics have left the broker's metadata. The controller acknowledges DeleteTopics once
+    the deletion is in its metadata log; the broker's cache, which answers `list_topics` and producers, follows a
+    moment later, and a topic created again before then is refused as "marked for deletion". So "deleted" means
+    "no longer listed"; a topic still listed after TOPICS_GONE_TIMEOUT_S is reported, one line each."""
+    deadline = time.monotonic() + TOPICS_GONE_TIMEOUT_S
+    remaining = set(admin.list_topics()) & set(topics)
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.2)
+        remaining = set(admin.list_topics()) & set(topics)
+    return [
+        f"Kafka topic {topic} is still listed {TOPICS_GONE_TIMEOUT_S:.0f} s after its deletion; run deprovision again"
+        for topic in sorted(remaining)
+    ]
 
 
 def connector_config(settings: Settings) -> dict[str, str]:
