@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import boto3
+import botocore.session
 import orjson
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.utils import parse_timestamp
 
 from emulator import ledger as ledger_module
 from pipeline import layout
@@ -101,8 +103,20 @@ def is_missing(error: ClientError, also: tuple[str, ...] = ()) -> bool:
     return error.response.get("Error", {}).get("Code") in (*MISSING_CODES, *also)
 
 
+_S3_CLIENTS: dict[tuple, Any] = {}
+_S3_CLIENTS_LOCK = threading.Lock()
+
+
 def s3_client(settings: Settings):
-    return boto3.client("s3", config=S3_CONFIG, **settings.boto3_client_kwargs("s3"))
+    """One S3 client per endpoint and credentials, kept for the process (botocore's clients are thread-safe): making
+    one builds the service model's classes, and one per refresh was 8 % of the console's CPU on an idle stack."""
+    kwargs = settings.boto3_client_kwargs("s3")
+    key = tuple(sorted(kwargs.items()))
+    with _S3_CLIENTS_LOCK:
+        client = _S3_CLIENTS.get(key)
+        if client is None:
+            client = _S3_CLIENTS[key] = boto3.client("s3", config=S3_CONFIG, **kwargs)
+        return client
 
 
 # --- the emulator's ledger --------------------------------------------------------------------------------------
@@ -384,7 +398,10 @@ class PartitionObjects:
 
 
 class SinkProgress:
-    """Per topic partition, what the S3 sink has written: new keys listed after the newest seen, one read each."""
+    """Per topic partition, what the S3 sink has written: new keys listed after the newest seen, one read each.
+
+    A partition whose objects already reach its Kafka end offset has nothing new to land (the sink writes each object
+    once), so it is not listed again until the topic grows: an idle or caught-up pipeline costs no S3 call."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -399,7 +416,8 @@ class SinkProgress:
                     known = self.partitions.setdefault((topic, partition), PartitionObjects())
                     if known.landed > end:  # the topic was recreated (`make clean`): its objects start again
                         known = self.partitions[(topic, partition)] = PartitionObjects()
-                    self._list_new(client, topic, partition, known)
+                    if known.landed < end:
+                        self._list_new(client, topic, partition, known)
             return dict(self.partitions)
 
     def _list_new(self, client, topic: str, partition: int, known: PartitionObjects) -> None:
@@ -486,18 +504,39 @@ class ShardReader:
 
 
 class KinesisCounts:
-    """Records per stream, counted by reading each shard from where the previous refresh stopped."""
+    """Records per stream, counted by reading each shard from where the previous refresh stopped.
+
+    A stream's shard list is kept for `SHARDS_TTL_S` and listed again sooner when one of its shards closes (a
+    reshard) or the stream is gone (`make clean`)."""
+
+    SHARDS_TTL_S = 30.0
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.shards: dict[tuple[str, str], ShardReader] = {}
+        self._shard_ids: dict[str, tuple[float, list[str]]] = {}  # stream -> (time.monotonic() listed, shard ids)
         self._lock = threading.Lock()
         self._client = None
 
     def _kinesis(self):
+        """A client of its own botocore session that parses only what counting needs. The console reads every
+        record put to the streams, and botocore's parsing was most of its CPU under a stream burst (33 us a record
+        on this 2-core AMD EPYC; 4.3 us this way, `docs/design/console.md`): its model's `Record` keeps only the
+        sequence number and the arrival time (the data, partition key and encryption type are not parsed at all),
+        and timestamps stay epoch seconds instead of datetimes in the local time zone through dateutil's
+        `tzlocal`. The model is trimmed in the session's loader, which keeps each model it loaded and hands the
+        same one to the client made next; the session is the console's own, so no other client sees the change
+        (a unit test checks both)."""
         if self._client is None:
+            core = botocore.session.get_session()
+            _records_for_counting(
+                core.get_component("data_loader").load_service_model("kinesis", "service-2", api_version=None)
+            )
+            core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=_epoch_seconds)
             config = Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"})
-            self._client = boto3.client("kinesis", config=config, **self.settings.boto3_client_kwargs("kinesis"))
+            self._client = boto3.session.Session(botocore_session=core).client(
+                "kinesis", config=config, **self.settings.boto3_client_kwargs("kinesis")
+            )
         return self._client
 
     def refresh(self) -> dict[str, dict[str, Any]]:
@@ -507,12 +546,15 @@ class KinesisCounts:
             for table in TABLES:
                 stream = self.settings.stream(table)
                 try:
-                    shard_ids = [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]]
+                    shard_ids = self._list_shards(client, stream)
+                    was_closed = sum(self.shards[(stream, i)].closed for i in shard_ids if (stream, i) in self.shards)
+                    readers = [self._read_shard(client, stream, shard_id) for shard_id in shard_ids]
                 except client.exceptions.ResourceNotFoundException:
                     self._forget(stream)
                     streams[stream] = {"exists": False, "records": 0, "shards": 0, "last_arrival": None}
                     continue
-                readers = [self._read_shard(client, stream, shard_id) for shard_id in shard_ids]
+                if sum(reader.closed for reader in readers) > was_closed:
+                    self._shard_ids.pop(stream, None)  # a shard closed (a reshard): its children are listed next time
                 arrivals = [r.last_arrival for r in readers if r.last_arrival]
                 streams[stream] = {
                     "exists": True,
@@ -522,7 +564,17 @@ class KinesisCounts:
                 }
             return streams
 
+    def _list_shards(self, client, stream: str) -> list[str]:
+        listed = self._shard_ids.get(stream)
+        if listed is None or time.monotonic() - listed[0] >= self.SHARDS_TTL_S:
+            listed = self._shard_ids[stream] = (
+                time.monotonic(),
+                [s["ShardId"] for s in client.list_shards(StreamName=stream)["Shards"]],
+            )
+        return listed[1]
+
     def _forget(self, stream: str) -> None:
+        self._shard_ids.pop(stream, None)
         for key in [key for key in self.shards if key[0] == stream]:
             del self.shards[key]
 
@@ -550,12 +602,28 @@ class KinesisCounts:
             if records:
                 reader.records += len(records)
                 reader.last_sequence = records[-1]["SequenceNumber"]
-                reader.last_arrival = records[-1]["ApproximateArrivalTimestamp"].timestamp()
+                reader.last_arrival = records[-1]["ApproximateArrivalTimestamp"]  # epoch seconds (_epoch_seconds)
             reader.iterator = answer.get("NextShardIterator")
             reader.closed = reader.iterator is None
             if not records or not answer.get("MillisBehindLatest"):
                 break
         return reader
+
+
+COUNTED_RECORD_FIELDS = ("SequenceNumber", "ApproximateArrivalTimestamp")
+
+
+def _records_for_counting(service_data: dict[str, Any]) -> None:
+    record = service_data["shapes"]["Record"]
+    record["members"] = {name: record["members"][name] for name in COUNTED_RECORD_FIELDS}
+    record["required"] = ["SequenceNumber"]
+
+
+def _epoch_seconds(value: Any) -> float:
+    """A timestamp in a response as seconds since the epoch: Kinesis's JSON answers carry them as numbers already."""
+    if isinstance(value, int | float):
+        return float(value)
+    return parse_timestamp(value).timestamp()
 
 
 # --- Delta tables -----------------------------------------------------------------------------------------------
@@ -580,7 +648,10 @@ class DeltaTables:
         with self._lock:
             table = self._tables.get(name)
             if table is None:
-                uri, options = delta_storage(self.settings, layout.table_path(self.settings.warehouse_uri, name))
+                warehouse_path = layout.table_path(self.settings.warehouse_uri, name)
+                if not self._has_log(warehouse_path):
+                    return None
+                uri, options = delta_storage(self.settings, warehouse_path)
                 try:
                     table = self._tables[name] = DeltaTable(uri, storage_options=options)
                 except TableNotFoundError:
@@ -592,6 +663,15 @@ class DeltaTables:
                     del self._tables[name]
                     return None
             return table
+
+    def _has_log(self, path: str) -> bool:
+        """Whether the table has a `_delta_log/` yet. Asked before opening it: delta-rs builds a new object store
+        client for each table it opens, which costs more CPU than this one listing with the kept S3 client."""
+        if not path.startswith("s3a://"):
+            return (Path(path.removeprefix("file://")) / "_delta_log").is_dir()
+        bucket, _, key = path.removeprefix("s3a://").partition("/")
+        client = s3_client(self.settings)
+        return client.list_objects_v2(Bucket=bucket, Prefix=f"{key}/_delta_log/", MaxKeys=1).get("KeyCount", 0) > 0
 
     def summary(self) -> dict[str, dict[str, Any]]:
         import pyarrow as pa

@@ -22,6 +22,25 @@ from services.console.app import create_app
 from services.console.trace import render_text
 
 
+@pytest.fixture(autouse=True)
+def fresh_s3_clients():
+    """The console keeps one S3 client per endpoint for its process; each test starts without one (moto's mock and
+    the event handlers a test registers stay with the test)."""
+    sources._S3_CLIENTS.clear()
+    yield
+    sources._S3_CLIENTS.clear()
+
+
+def _calls(client, operation: str) -> list[dict]:
+    """The parameters of every `operation` request `client` makes from now on."""
+    calls: list[dict] = []
+    service = client.meta.service_model.service_name
+    client.meta.events.register(
+        f"provide-client-params.{service}.{operation}", lambda params, **_: calls.append(params)
+    )
+    return calls
+
+
 def _line(**fields) -> str:
     return json.dumps({"run": "r1", "at": time.time(), **fields}) + "\n"
 
@@ -185,7 +204,7 @@ def test_a_slow_source_answers_with_its_last_value_instead_of_blocking():
 
 
 @mock_aws
-def test_sink_progress_lists_only_new_objects_and_counts_the_newest(monkeypatch):
+def test_sink_progress_lists_only_new_objects_and_counts_the_newest():
     settings = load_settings(pipeline_target="local", aws_endpoint_url=None, aws_endpoint_url_s3=None)
     client = boto3.client("s3", region_name="us-east-1")
     client.create_bucket(Bucket=settings.bucket)
@@ -197,22 +216,75 @@ def test_sink_progress_lists_only_new_objects_and_counts_the_newest(monkeypatch)
 
     put(0, 4)
     progress = sources.SinkProgress(settings)
-    calls = []
-    real = sources.s3_client
-
-    def counting_client(s):
-        c = real(s)
-        c.meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **_: calls.append(dict(params)))
-        return c
-
-    monkeypatch.setattr(sources, "s3_client", counting_client)
+    calls = _calls(sources.s3_client(settings), "ListObjectsV2")
     assert progress.refresh({topic: {0: 10}})[(topic, 0)].landed == 4
     put(4, 6)
     known = progress.refresh({topic: {0: 10}})[(topic, 0)]
     assert known.landed == 10 and known.objects == 2
     assert calls[-1]["StartAfter"] == layout.object_key(topic, 0, 0)  # listed after the newest key seen
+    # the objects reach the end offset: nothing new can land, so the bucket is not asked again until the topic grows
+    listed = len(calls)
+    assert progress.refresh({topic: {0: 10}})[(topic, 0)].landed == 10
+    assert len(calls) == listed
+    put(10, 2)
+    assert progress.refresh({topic: {0: 12}})[(topic, 0)].landed == 12
+    assert len(calls) == listed + 1
     # the topic was recreated (its end offset went back): the partition's objects are listed again from scratch
-    assert progress.refresh({topic: {0: 3}})[(topic, 0)].objects == 2
+    assert progress.refresh({topic: {0: 3}})[(topic, 0)].objects == 3
+
+
+@mock_aws
+def test_kinesis_counts_read_on_from_where_they_stopped_and_list_shards_once_per_ttl(monkeypatch):
+    settings = load_settings(pipeline_target="local", aws_endpoint_url=None, aws_endpoint_url_kinesis=None)
+    client = boto3.client("kinesis", region_name="us-east-1")
+    stream = settings.stream("pin")
+    client.create_stream(StreamName=stream, ShardCount=2)
+
+    def put(n: int) -> None:
+        for i in range(n):
+            client.put_record(StreamName=stream, Data=b"{}", PartitionKey=str(i))
+
+    put(5)
+    counts = sources.KinesisCounts(settings)
+    listed = _calls(counts._kinesis(), "ListShards")
+    first = counts.refresh()[stream]
+    assert (first["exists"], first["records"], first["shards"]) == (True, 5, 2)
+    assert abs(first["last_arrival"] - time.time()) < 60  # the newest record's arrival, as epoch seconds
+    put(3)
+    assert counts.refresh()[stream]["records"] == 8  # read on from each shard's last sequence number, not again
+    assert [call["StreamName"] for call in listed].count(stream) == 1  # the shard list is kept
+    monkeypatch.setattr(sources.KinesisCounts, "SHARDS_TTL_S", 0.0)
+    assert counts.refresh()[stream]["records"] == 8
+    assert [call["StreamName"] for call in listed].count(stream) == 2
+    client.delete_stream(StreamName=stream)
+    assert counts.refresh()[stream] == {"exists": False, "records": 0, "shards": 0, "last_arrival": None}
+
+
+def test_the_counting_kinesis_client_parses_only_sequence_numbers_and_arrival_times():
+    settings = load_settings(pipeline_target="local")
+    counting = sources.KinesisCounts(settings)._kinesis()
+    record = counting.meta.service_model.operation_model("GetRecords").output_shape.members["Records"].member
+    assert sorted(record.members) == sorted(sources.COUNTED_RECORD_FIELDS)
+    # another client, even made after it, keeps the whole model
+    other = boto3.client("kinesis", **settings.boto3_client_kwargs("kinesis"))
+    assert (
+        "Data" in other.meta.service_model.operation_model("GetRecords").output_shape.members["Records"].member.members
+    )
+
+
+@mock_aws
+def test_a_delta_table_not_created_yet_is_not_opened(monkeypatch):
+    import deltalake
+
+    settings = load_settings(pipeline_target="local", aws_endpoint_url=None, aws_endpoint_url_s3=None)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
+    opened = []
+    monkeypatch.setattr(deltalake, "DeltaTable", lambda *args, **kwargs: opened.append(args))
+    tables = sources.DeltaTables(settings)
+    summary = tables.summary()
+    assert set(summary) == set(tables.names())
+    assert all(not table["exists"] for table in summary.values())
+    assert opened == []  # no _delta_log/: delta-rs is not asked to open the table
 
 
 def test_trace_text_names_every_hop():
