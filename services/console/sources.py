@@ -547,14 +547,11 @@ class KinesisCounts:
                 stream = self.settings.stream(table)
                 try:
                     shard_ids = self._list_shards(client, stream)
-                    was_closed = sum(self.shards[(stream, i)].closed for i in shard_ids if (stream, i) in self.shards)
                     readers = [self._read_shard(client, stream, shard_id) for shard_id in shard_ids]
                 except client.exceptions.ResourceNotFoundException:
                     self._forget(stream)
                     streams[stream] = {"exists": False, "records": 0, "shards": 0, "last_arrival": None}
                     continue
-                if sum(reader.closed for reader in readers) > was_closed:
-                    self._shard_ids.pop(stream, None)  # a shard closed (a reshard): its children are listed next time
                 arrivals = [r.last_arrival for r in readers if r.last_arrival]
                 streams[stream] = {
                     "exists": True,
@@ -605,6 +602,8 @@ class KinesisCounts:
                 reader.last_arrival = records[-1]["ApproximateArrivalTimestamp"]  # epoch seconds (_epoch_seconds)
             reader.iterator = answer.get("NextShardIterator")
             reader.closed = reader.iterator is None
+            if reader.closed:  # a reshard closed it: the stream's shard list, with its children, is read next time
+                self._shard_ids.pop(stream, None)
             if not records or not answer.get("MillisBehindLatest"):
                 break
         return reader
