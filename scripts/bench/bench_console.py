@@ -11,8 +11,9 @@ sides alike: the emulator (--mode's path through the gateway, --burst, --count p
 to Kafka, which the console follows by end offsets and the sink's objects, the stream path's to Kinesis, whose
 records the console reads one by one to count them) without any page, then the same
 with a headless Chromium (Debian's, driven by Playwright) holding `/?refresh=1` open; and, once, the page open on an
-idle stack for --idle-seconds (after a 15 s warm-up: a console started moments ago first reads what the
-ledger and the streams already hold). The console's CPU comes from /proc/<pid>/stat (user + system time over the window),
+idle stack for --idle-seconds (after a warm-up of at least 15 s, until the flow's counts stop moving: a console
+started moments ago first reads what the ledger and the streams already hold, every Kinesis record among it; the
+warm-up's time and CPU are printed apart). The console's CPU comes from /proc/<pid>/stat (user + system time over the window),
 its RSS from /proc/<pid>/status (peak of samples every 0.5 s); the emulator's records/s from its summary line.
 --count is large enough for a burst of 10-20 s: the console's sources refresh every 1-3 s, so a window of a second or
 two measures whether a refresh fell in it more than what the page costs.
